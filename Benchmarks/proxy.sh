@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Turnout's legacy lane vs. direct-to-upstream and nginx, measured in the same
+# run and interleaved round by round so machine noise hits all three alike.
+#
+#   BENCH_DURATION=8 BENCH_ROUNDS=3 BENCH_CONNECTIONS=32 Benchmarks/proxy.sh
+#
+# Prints requests/s and p50/p99 per target at light load (1 connection) and at
+# BENCH_CONNECTIONS connections, then the ratios Turnout/direct and
+# Turnout/nginx. Needs a release build, wrk and nginx (make bench installs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.build/release}
+DURATION=${BENCH_DURATION:-8}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNECTIONS:-32}
+CRM_PORT=${CRM_PORT:-39100}
+NGINX_PORT=${NGINX_PORT:-39101}
+TURNOUT_PORT=${TURNOUT_PORT:-39102}
+REQ_PATH=${BENCH_PATH:-/api/messages/1}
+WORK=$(mktemp -d /tmp/turnout-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+"$BIN/demo-crm" --port "$CRM_PORT" --seed 100 >"$WORK/crm.log" 2>&1 & PIDS+=($!)
+wait_port "$CRM_PORT"
+
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  upstream crm { server 127.0.0.1:$CRM_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://crm;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.log" 2>&1 & PIDS+=($!)
+wait_port "$NGINX_PORT"
+
+cat >"$WORK/proxy.conf" <<CONF
+[server]
+listen = "127.0.0.1:$TURNOUT_PORT"
+debug_headers = true
+[upstream]
+url = "http://127.0.0.1:$CRM_PORT"
+max_connections = 64
+CONF
+"$BIN/turnout" --config "$WORK/proxy.conf" >"$WORK/turnout.log" 2>&1 & PIDS+=($!)
+wait_port "$TURNOUT_PORT"
+
+# Warm up every path (connections, caches, JIT-free but page faults).
+for port in $CRM_PORT $NGINX_PORT $TURNOUT_PORT; do
+  wrk -t1 -c4 -d1s -H 'Authorization: Bearer demo' "http://127.0.0.1:$port$REQ_PATH" >/dev/null
+done
+
+# wrk output → "rps p50_us p99_us"
+measure() {
+  local port=$1 conns=$2
+  wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H 'Authorization: Bearer demo' "http://127.0.0.1:$port$REQ_PATH" | awk '
+    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1000000; return v }
+    /Requests\/sec/ { rps=$2 }
+    /^ +50%/ { p50=us($2) }
+    /^ +99%/ { p99=us($2) }
+    /Non-2xx/ { bad=$NF }
+    END { printf "%s %s %s %s\n", rps, p50, p99, (bad==""?0:bad) }'
+}
+
+declare -A RPS P50 P99
+targets=(direct nginx turnout)
+declare -A PORT=([direct]=$CRM_PORT [nginx]=$NGINX_PORT [turnout]=$TURNOUT_PORT)
+for load in 1 "$CONNS"; do
+  for t in "${targets[@]}"; do RPS[$t,$load]=""; P50[$t,$load]=""; P99[$t,$load]=""; done
+  for round in $(seq "$ROUNDS"); do
+    for t in "${targets[@]}"; do
+      read -r rps p50 p99 bad < <(measure "${PORT[$t]}" "$load")
+      if [ "$bad" != "0" ]; then echo "warning: $t answered $bad non-2xx responses" >&2; fi
+      RPS[$t,$load]+="$rps "; P50[$t,$load]+="$p50 "; P99[$t,$load]+="$p99 "
+      printf '  round %s  %-8s c=%-3s %10.0f req/s  p50 %7.0f us  p99 %7.0f us\n' "$round" "$t" "$load" "$rps" "$p50" "$p99" >&2
+    done
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo
+echo "## Legacy lane: $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), path $REQ_PATH, median of $ROUNDS rounds x ${DURATION}s"
+echo
+echo "| target | conns | req/s | p50 µs | p99 µs |"
+echo "|---|---|---|---|---|"
+declare -A M_RPS M_P50 M_P99
+for load in 1 "$CONNS"; do
+  for t in "${targets[@]}"; do
+    M_RPS[$t,$load]=$(echo "${RPS[$t,$load]}" | median)
+    M_P50[$t,$load]=$(echo "${P50[$t,$load]}" | median)
+    M_P99[$t,$load]=$(echo "${P99[$t,$load]}" | median)
+    printf '| %s | %s | %.0f | %.0f | %.0f |\n' "$t" "$load" "${M_RPS[$t,$load]}" "${M_P50[$t,$load]}" "${M_P99[$t,$load]}"
+  done
+done
+echo
+for load in 1 "$CONNS"; do
+  awk -v l="$load" -v td="${M_RPS[turnout,$load]}" -v dd="${M_RPS[direct,$load]}" -v nn="${M_RPS[nginx,$load]}" \
+      -v tp="${M_P50[turnout,$load]}" -v dp="${M_P50[direct,$load]}" -v np="${M_P50[nginx,$load]}" 'BEGIN {
+    printf "c=%s: Turnout/direct req/s = %.2fx, Turnout/nginx req/s = %.2fx; p50 added over direct: Turnout %+.0f us, nginx %+.0f us\n", l, td/dd, td/nn, tp-dp, np-dp }'
+done

@@ -1,0 +1,95 @@
+// turnout: argument parsing, logging bootstrap, and a ServiceGroup around the
+// proxy. Everything else lives in the library modules.
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import TurnoutConfig
+import TurnoutProxy
+
+@main
+struct Turnout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "turnout",
+        abstract: "A sidecar reverse proxy that moves traffic off a legacy API safely.",
+        subcommands: [Serve.self, Check.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "Path to proxy.conf.")
+    var config: String = "proxy.conf"
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Serve (the default).")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["TURNOUT_LOG_LEVEL"] ?? "") ?? .info
+            return handler
+        }
+        let logger = Logger(label: "turnout")
+        let environment = ProcessInfo.processInfo.environment
+        let config: Config
+        do {
+            config = try ConfigLoader.load(path: self.options.config, environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("turnout: invalid configuration\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let runtime: Runtime
+        do {
+            runtime = try Runtime(config: config, configPath: self.options.config, environment: environment, group: group, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("turnout: cannot start: \(error)\n".utf8))
+            try? await group.shutdownGracefully()
+            throw ExitCode(2)
+        }
+        let service = TurnoutService(runtime: runtime, logger: logger)
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: [.init(service: service)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        do {
+            try await serviceGroup.run()
+        } catch {
+            logger.critical("turnout stopped with an error", metadata: ["error": "\(error)"])
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        try? await group.shutdownGracefully()
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate the config; exit 0 only when all is well."
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        do {
+            let config = try ConfigLoader.load(path: self.options.config, environment: ProcessInfo.processInfo.environment)
+            print("\(self.options.config): OK")
+            print("  listen \(config.server.listen) → upstream \(config.upstream.url.string)")
+            print("  rollout \(config.rollout.percent)% sticky by \(config.rollout.sticky)")
+            for plugin in config.plugins {
+                print("  plugin \(plugin.name): \(plugin.path) (\(plugin.routes.count) routes)")
+            }
+        } catch {
+            print("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
