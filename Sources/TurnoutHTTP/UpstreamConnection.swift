@@ -77,7 +77,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.responseKeepAlive = true
         self.requestComplete = false
         self.requestStarted = false
-        self.readsHeld = false
+        // The previous exchange may have ended with reads held (its client
+        // was slow): release them, or this exchange would never read.
+        self.holdReads(false)
         self.armTimer()
     }
 

@@ -45,8 +45,8 @@ public final class TurnoutService: Service, Sendable {
         )
         let address = try await server.start()
         self.runtime.setReady(true)
-        self.logger.info("turnout listening", metadata: [
-            "address": "\(address)",
+        let shown = address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? config.server.listen.host
+        self.logger.info("turnout listening on \(shown):\(address.port ?? config.server.listen.port)", metadata: [
             "tls": "\(tls != nil)",
             "upstream": "\(config.upstream.url.string)",
             "config": "\(self.runtime.configPath)",
