@@ -7,6 +7,15 @@ let package = Package(
     products: [
         .executable(name: "turnout", targets: ["turnout"]),
         .executable(name: "demo-crm", targets: ["demo-crm"]),
+        // Runtime plugins: each a shared library Turnout loads with dlopen.
+        .library(name: "TurnoutPassthrough", type: .dynamic, targets: ["PassthroughPlugin"]),
+        .library(name: "TurnoutTestbed", type: .dynamic, targets: ["TestbedPlugin"]),
+        .library(name: "TurnoutTestbedV2", type: .dynamic, targets: ["TestbedPluginV2"]),
+        .library(name: "TurnoutCEcho", type: .dynamic, targets: ["CEchoPlugin"]),
+        // Fixtures for the loader's failure modes.
+        .library(name: "FixtureMissingEntry", type: .dynamic, targets: ["FixtureMissingEntry"]),
+        .library(name: "FixtureWrongABI", type: .dynamic, targets: ["FixtureWrongABI"]),
+        .library(name: "FixtureInitFails", type: .dynamic, targets: ["FixtureInitFails"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -35,11 +44,36 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The plugin ABI: one C header, libc only.
+        .target(name: "CTurnoutPluginABI", path: "Sources/CTurnoutPluginABI"),
+        // Loading plugins: ELF checks, content-addressed copies, dlopen, ABI checks, versions, host services.
+        .target(
+            name: "TurnoutPluginHost",
+            dependencies: [
+                "CTurnoutPluginABI", "TurnoutConfig", "TurnoutHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // The Swift SDK for plugin authors: sees only the C ABI.
+        .target(name: "TurnoutPluginKit", dependencies: ["CTurnoutPluginABI"]),
+        .target(name: "PassthroughPlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/Passthrough"),
+        .target(name: "TestbedPlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/Testbed"),
+        .target(name: "TestbedPluginV2", dependencies: ["TurnoutPluginKit"], path: "Plugins/TestbedV2"),
+        .target(name: "CEchoPlugin", dependencies: ["CTurnoutPluginABI"], path: "Plugins/CEcho"),
+        .target(name: "FixtureMissingEntry", dependencies: ["CTurnoutPluginABI"], path: "Plugins/Fixtures/MissingEntry"),
+        .target(name: "FixtureWrongABI", dependencies: ["CTurnoutPluginABI"], path: "Plugins/Fixtures/WrongABI"),
+        .target(name: "FixtureInitFails", dependencies: ["CTurnoutPluginABI"], path: "Plugins/Fixtures/InitFails"),
+        // The lane decision: plugin route matching, sticky bucketing, overrides. Pure.
+        .target(name: "TurnoutRouting", dependencies: ["TurnoutConfig"]),
         // Composition: config snapshots and reload, local endpoints, the serving Service.
         .target(
             name: "TurnoutProxy",
             dependencies: [
-                "TurnoutConfig", "TurnoutHTTP",
+                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -63,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "turnout",
             dependencies: [
-                "TurnoutProxy", "TurnoutConfig",
+                "TurnoutProxy", "TurnoutConfig", "TurnoutPluginHost",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -89,6 +123,17 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        .testTarget(
+            name: "TurnoutPluginHostTests",
+            dependencies: [
+                "TurnoutPluginHost", "TurnoutConfig", "TurnoutHTTP", "CTurnoutPluginABI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "TurnoutPluginKitTests", dependencies: ["CTurnoutPluginABI"]),
+        .testTarget(name: "TurnoutRoutingTests", dependencies: ["TurnoutRouting", "TurnoutConfig"]),
         .testTarget(
             name: "TurnoutIntegrationTests",
             dependencies: []

@@ -253,6 +253,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
             return
         }
         exchange.attempts += 1
+        if let connection = pool.takeIdle() {
+            self.attach(connection, to: exchange, pool: pool)
+            return
+        }
         self.holdClientReads(true)
         pool.acquire().assumeIsolated().whenComplete { result in
             switch result {
@@ -260,26 +264,31 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
                 guard self.exchange === exchange else { return }
                 self.upstreamFailed(error as? UpstreamError ?? UpstreamError(.connectFailed, "\(error)", requestSent: false))
             case .success(let connection):
-                guard self.exchange === exchange, !exchange.responseStarted, case .streaming = exchange.mode,
-                      let upstreamHead = exchange.upstreamHead
-                else {
-                    pool.checkIn(connection)
-                    return
-                }
-                exchange.upstream = connection
-                connection.handler.begin(delegate: self, readTimeout: upstream.options.readTimeout)
-                connection.handler.write(.head(upstreamHead))
-                let pending = exchange.pending
-                // Keep a copy only when a retry is still possible (no body).
-                exchange.pending = exchange.isRetryable ? pending : []
-                for part in pending {
-                    connection.handler.write(part)
-                }
-                connection.handler.flush()
-                connection.handler.holdReads(!(self.context?.channel.isWritable ?? true))
-                self.holdClientReads(!connection.handler.isWritable)
+                self.attach(connection, to: exchange, pool: pool)
             }
         }
+    }
+
+    /// Starts the exchange on `connection`: head, anything already read, flush.
+    private func attach(_ connection: UpstreamConnection, to exchange: Exchange, pool: LoopPool) {
+        guard self.exchange === exchange, !exchange.responseStarted, case .streaming = exchange.mode,
+              let upstreamHead = exchange.upstreamHead, let upstream = exchange.upstreamClient
+        else {
+            pool.checkIn(connection)
+            return
+        }
+        exchange.upstream = connection
+        connection.handler.begin(delegate: self, readTimeout: upstream.options.readTimeout)
+        connection.handler.write(.head(upstreamHead))
+        let pending = exchange.pending
+        // Keep a copy only when a retry is still possible (no body).
+        exchange.pending = exchange.isRetryable ? pending : []
+        for part in pending {
+            connection.handler.write(part)
+        }
+        connection.handler.flush()
+        connection.handler.holdReads(!(self.context?.channel.isWritable ?? true))
+        self.holdClientReads(!connection.handler.isWritable)
     }
 
     /// The request as the upstream sees it: hop-by-hop headers dropped,

@@ -230,16 +230,27 @@ final class LoopPool {
         self.logger = logger
     }
 
+    /// An idle connection, synchronously, if there is one (the hot path: no
+    /// future, no closure).
+    func takeIdle() -> UpstreamConnection? {
+        self.eventLoop.assertInEventLoop()
+        guard !self.closed else { return nil }
+        while let connection = self.idle.popLast() {
+            if connection.channel.isActive {
+                return connection
+            }
+        }
+        return nil
+    }
+
     /// An idle connection, a new one, or a place in the queue.
     func acquire() -> EventLoopFuture<UpstreamConnection> {
         self.eventLoop.assertInEventLoop()
         if self.closed {
             return self.eventLoop.makeFailedFuture(UpstreamError(.cancelled, "the upstream changed; retry", requestSent: false))
         }
-        while let connection = self.idle.popLast() {
-            if connection.channel.isActive {
-                return self.eventLoop.makeSucceededFuture(connection)
-            }
+        if let connection = self.takeIdle() {
+            return self.eventLoop.makeSucceededFuture(connection)
         }
         if self.open + self.connecting < self.maxConnections {
             return self.connect()

@@ -46,6 +46,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var delegate: (any UpstreamResponseDelegate)?
     private var readTimeout: TimeAmount = .seconds(30)
     private var timer: Scheduled<Void>?
+    private var lastActivity = NIODeadline.now()
     private var sawHead = false
     private var responseKeepAlive = true
     private var readsHeld = false
@@ -119,7 +120,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
-        self.armTimer()
+        self.lastActivity = .now()
         switch part {
         case .head(let head):
             self.sawHead = true
@@ -184,15 +185,29 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         delegate.upstreamFailed(UpstreamError(kind, message, requestSent: sent))
     }
 
+    /// One timer per exchange, not one per read: reads only stamp
+    /// `lastActivity`; when the timer fires it re-arms itself for the rest of
+    /// the window if there was activity (rescheduling on every read showed up
+    /// in profiles).
     private func armTimer() {
         guard self.delegate != nil, let context = self.context else { return }
-        self.timer?.cancel()
-        let timeout = self.readTimeout
-        self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+        self.lastActivity = .now()
+        guard self.timer == nil else { return }
+        self.scheduleTimer(in: self.readTimeout, context: context)
+    }
+
+    private func scheduleTimer(in delay: TimeAmount, context: ChannelHandlerContext) {
+        self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
             self.timer = nil
-            let ms = timeout.nanoseconds / 1_000_000
+            guard self.delegate != nil, let context = self.context else { return }
+            let idle = NIODeadline.now() - self.lastActivity
+            if idle < self.readTimeout {
+                self.scheduleTimer(in: self.readTimeout - idle, context: context)
+                return
+            }
+            let ms = self.readTimeout.nanoseconds / 1_000_000
             self.fail(.timeout, "the legacy API sent nothing for \(ms) ms (upstream.timeout_ms)")
-            self.context?.close(promise: nil)
+            context.close(promise: nil)
         }
     }
 

@@ -47,11 +47,17 @@ struct LocalEndpoints: Sendable {
         case (.GET, "/api/optimized"):
             return .buffered(ClosureHandler.sync { _ in .json(.ok, StatusDocument.render(runtime)) })
         case (.POST, "/api/optimized/reload"):
-            return .buffered(ClosureHandler.sync { _ in
-                if let error = runtime.reload(reason: "POST /api/optimized/reload") {
-                    return .error(.unprocessableEntity, code: "config_invalid", message: error)
+            // Reloading runs plugin init: never on an event loop.
+            return .buffered(ClosureHandler { _, loop in
+                let promise = loop.makePromise(of: BufferedOutcome.self)
+                DispatchQueue.global().async {
+                    if let error = runtime.reload(reason: "POST /api/optimized/reload") {
+                        promise.succeed(.respond(.error(.unprocessableEntity, code: "config_invalid", message: error)))
+                    } else {
+                        promise.succeed(.respond(.json(.ok, StatusDocument.render(runtime))))
+                    }
                 }
-                return .json(.ok, StatusDocument.render(runtime))
+                return promise.futureResult
             })
         default:
             return .reject(.error(.notFound, code: "not_found", message: "no admin endpoint \(head.method) \(path)"))
@@ -101,10 +107,15 @@ enum StatusDocument {
             .map { "\(JSONText.quote($0)):{\"state\":\"stopped\"}" }
             .joined(separator: ",")
         let error = reload.error.map(JSONText.quote) ?? "null"
+        let plugins = runtime.plugins.status.map { p in
+            let loadedAt = p.loadedAt.map { JSONText.quote(formatter.string(from: $0)) } ?? "null"
+            return #"{"name":\#(JSONText.quote(p.name)),"version":\#(p.version.map(JSONText.quote) ?? "null"),"path":\#(JSONText.quote(p.path)),"loaded_at":\#(loadedAt),"sha256":\#(p.sha256.map(JSONText.quote) ?? "null"),"retired_versions":\#(p.retiredVersions),"in_flight":\#(p.inFlight),"error":\#(p.error.map(JSONText.quote) ?? "null")}"#
+        }.joined(separator: ",")
+        let percent = config.rollout.percent == config.rollout.percent.rounded() ? String(Int(config.rollout.percent)) : String(config.rollout.percent)
         return """
         {"services":{\(services)},\
-        "rollout":{"percent":\(config.rollout.percent),"phase":"idle"},\
-        "plugins":[],\
+        "rollout":{"percent":\(percent),"phase":"idle"},\
+        "plugins":[\(plugins)],\
         "upstream":{"url":\(JSONText.quote(config.upstream.url.string)),"healthy":null},\
         "config":{"path":\(JSONText.quote(runtime.configPath)),"loaded_at":\(JSONText.quote(formatter.string(from: reload.loadedAt))),"error":\(error)},\
         "alerts":[]}

@@ -4,6 +4,8 @@ import NIOCore
 import NIOHTTP1
 import TurnoutConfig
 import TurnoutHTTP
+import TurnoutPluginHost
+import TurnoutRouting
 
 /// The per-request decision: Turnout's own endpoints are answered locally;
 /// everything else goes to the legacy API, streamed.
@@ -17,15 +19,57 @@ struct TurnoutRouter: RequestRouter {
 
     func route(_ head: HTTPRequestHead, connection: ConnectionInfo) -> RouteDecision {
         let snapshot = self.runtime.snapshot
-        let path = head.uri.pathPart
+        let (path, query) = head.uri.splitTarget
         if let decision = self.local.route(head, path: path, snapshot: snapshot) {
             return decision
         }
-        var extra = HTTPHeaders()
-        if snapshot.config.server.debugHeaders {
-            extra.add(name: "x-turnout-lane", value: "legacy")
+        let headers = snapshot.debugHeaders
+        guard !snapshot.config.plugins.isEmpty else {
+            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy())
         }
-        return .stream(upstream: snapshot.upstream, extraResponseHeaders: extra)
+
+        // The seed's /api/messages/optimized alias: the canonical path, forced optimized.
+        var routePath = path
+        var uri = head.uri
+        var forced = false
+        if let alias = optimizedAlias(path), [.GET, .POST, .PUT].contains(head.method) {
+            routePath = alias
+            uri = query.isEmpty ? String(alias) : "\(alias)?\(query)"
+            forced = true
+        }
+        let method = head.method.rawValue
+        guard let pluginConfig = snapshot.config.plugins.first(where: { $0.matches(method: method, path: String(routePath)) }) else {
+            if forced {
+                var head = head
+                head.uri = uri
+                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()))
+            }
+            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy())
+        }
+
+        let input = LaneInput(path: routePath, query: query, header: { head.headers.first(name: $0) }, clientIP: connection.remoteIP)
+        let (lane, _) = snapshot.decider.decide(input, forcedOptimized: forced)
+        let plugin = self.runtime.plugins.current(pluginConfig.name)
+        switch lane {
+        case .legacy:
+            if let plugin, plugin.hasObserver {
+                return .buffered(ObservedLegacy.Handler(plugin: plugin, upstream: snapshot.upstream, uri: uri, headers: headers.legacy()))
+            }
+            if forced {
+                var head = head
+                head.uri = uri
+                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()))
+            }
+            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy())
+        case .optimized:
+            guard let plugin else {
+                PluginMetrics.fallback(.unavailable)
+                var head = head
+                head.uri = uri
+                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy(fallback: .unavailable)))
+            }
+            return .buffered(PluginLaneHandler(plugin: plugin, upstream: snapshot.upstream, uri: uri, fallback: snapshot.config.fallback, headers: headers))
+        }
     }
 
     func exchangeFinished(_ summary: ExchangeSummary) {
@@ -33,12 +77,26 @@ struct TurnoutRouter: RequestRouter {
     }
 }
 
+/// Sends a (rewritten) request to the legacy API and streams the answer.
+struct ForwardHandler: BufferedRequestHandler {
+    let head: HTTPRequestHead
+    let upstream: UpstreamClient
+    let headers: HTTPHeaders
+
+    func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        eventLoop.makeSucceededFuture(.forward(head: self.head, body: request.body, upstream: self.upstream, extraResponseHeaders: self.headers))
+    }
+}
+
 extension String {
     /// The path of a request target, without the query.
-    var pathPart: Substring {
-        if let q = self.firstIndex(where: { $0 == "?" || $0 == "#" }) {
-            return self[..<q]
-        }
-        return self[...]
+    var pathPart: Substring { self.splitTarget.path }
+
+    /// Path and query of a request target (fragment dropped).
+    var splitTarget: (path: Substring, query: Substring) {
+        let end = self.firstIndex(of: "#") ?? self.endIndex
+        let target = self[..<end]
+        guard let q = target.firstIndex(of: "?") else { return (target, "") }
+        return (target[..<q], target[target.index(after: q)...])
     }
 }

@@ -10,12 +10,23 @@ import NIOHTTP1
 import NIOPosix
 import TurnoutConfig
 import TurnoutHTTP
+import TurnoutPluginHost
+import TurnoutRouting
 
 /// Everything a request needs, swapped as one immutable value on reload.
 struct Snapshot: Sendable {
     var config: Config
     var upstream: UpstreamClient
     var loadedAt: Date
+    var decider: LaneDecider
+    var debugHeaders: DebugHeaders { DebugHeaders(enabled: self.config.server.debugHeaders) }
+
+    init(config: Config, upstream: UpstreamClient, loadedAt: Date) {
+        self.config = config
+        self.upstream = upstream
+        self.loadedAt = loadedAt
+        self.decider = LaneDecider(config.rollout)
+    }
 }
 
 /// The running proxy's shared state: the current snapshot, readiness and the
@@ -26,6 +37,8 @@ public final class Runtime: Sendable {
     let logger: Logger
     let environment: [String: String]
     private let state: NIOLockedValueBox<State>
+    /// The plugins: loaded versions, hot reload, host services.
+    public let plugins: PluginRegistry
 
     struct State {
         var snapshot: Snapshot
@@ -41,7 +54,24 @@ public final class Runtime: Sendable {
         self.environment = environment
         let upstream = try UpstreamClient(options: Self.upstreamOptions(config), group: group, logger: logger)
         let now = Date()
-        self.state = NIOLockedValueBox(State(snapshot: Snapshot(config: config, upstream: upstream, loadedAt: now), lastAttempt: now))
+        let state = NIOLockedValueBox(State(snapshot: Snapshot(config: config, upstream: upstream, loadedAt: now), lastAttempt: now))
+        self.state = state
+        let services = HostServices(group: group) { state.withLockedValue { $0.snapshot.upstream } }
+        self.plugins = PluginRegistry(services: services, stateDirectory: pluginStateDirectory(environment: environment), logger: logger)
+        self.loadPlugins(config.plugins)
+    }
+
+    /// Loads (or reloads) the configured plugins; failures are logged and
+    /// kept in the status, and their routes go to the legacy lane.
+    /// Runs plugin `init`: call off the event loops.
+    func loadPlugins(_ plugins: [PluginConfig]) {
+        for status in self.plugins.apply(plugins) {
+            if let error = status.error {
+                self.logger.error("plugin not loaded; its routes go to the legacy API", metadata: ["plugin": "\(status.name)", "error": "\(error)"])
+            } else {
+                self.logger.info("plugin ready", metadata: ["plugin": "\(status.name)", "version": "\(status.version ?? "?")", "path": "\(status.path)"])
+            }
+        }
     }
 
     var snapshot: Snapshot { self.state.withLockedValue { $0.snapshot } }
@@ -114,6 +144,11 @@ public final class Runtime: Sendable {
             if upstream !== old.upstream {
                 old.upstream.close()
             }
+            self.loadPlugins(config.plugins)
+            if reason != "file changed" {
+                // An explicit reload also re-checks plugin files.
+                self.plugins.reloadAll()
+            }
             self.logger.info("config reloaded", metadata: [
                 "trigger": "\(reason)",
                 "changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ", "))",
@@ -125,8 +160,9 @@ public final class Runtime: Sendable {
         }
     }
 
-    /// Closes upstream connections (at shutdown).
-    func closeUpstreams() {
+    /// Closes upstream connections and retires plugin instances (at shutdown).
+    func shutdown() {
         self.snapshot.upstream.close()
+        self.plugins.shutdown()
     }
 }

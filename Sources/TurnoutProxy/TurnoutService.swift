@@ -60,7 +60,7 @@ public final class TurnoutService: Service, Sendable {
         self.runtime.setReady(false)
         watcher.stop()
         await server.shutdown(deadline: .now() + self.drainTimeout)
-        self.runtime.closeUpstreams()
+        self.runtime.shutdown()
         self.logger.info("stopped")
     }
 }
@@ -133,6 +133,7 @@ final class ConfigWatcher: @unchecked Sendable {
     }
 
     private func poll() {
+        self.runtime.plugins.pollFiles()
         let stamp = FileStamp.of(self.runtime.configPath)
         guard stamp != self.lastStamp else { return }
         self.lastStamp = stamp

@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import TurnoutConfig
+import TurnoutPluginHost
 import TurnoutProxy
 
 @main
@@ -44,7 +45,8 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("turnout: invalid configuration\n\(error)\n".utf8))
             throw ExitCode(2)
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let threads = ProcessInfo.processInfo.environment["TURNOUT_THREADS"].flatMap(Int.init) ?? System.coreCount
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         let runtime: Runtime
         do {
             runtime = try Runtime(config: config, configPath: self.options.config, environment: environment, group: group, logger: logger)
@@ -84,9 +86,22 @@ struct Check: AsyncParsableCommand {
             print("\(self.options.config): OK")
             print("  listen \(config.server.listen) → upstream \(config.upstream.url.string)")
             print("  rollout \(config.rollout.percent)% sticky by \(config.rollout.sticky)")
+            // Load every plugin for real (validation, ABI, init), then let it go.
+            let group = MultiThreadedEventLoopGroup.singleton
+            let stateDirectory = pluginStateDirectory(environment: ProcessInfo.processInfo.environment)
+            var failed = false
             for plugin in config.plugins {
-                print("  plugin \(plugin.name): \(plugin.path) (\(plugin.routes.count) routes)")
+                switch PluginLoader.check(plugin, services: CheckServices(group: group), stateDirectory: stateDirectory) {
+                case .success(let loaded):
+                    print("  plugin \(plugin.name): \(loaded.name)@\(loaded.version) from \(plugin.path), \(plugin.routes.count) routes")
+                case .failure(let error):
+                    failed = true
+                    print("\(self.options.config):\(plugin.line): plugin[\(plugin.name)]: \(error)")
+                }
             }
+            if failed { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             print("\(error)")
             throw ExitCode(1)

@@ -1,0 +1,5 @@
+/* Loader test fixture (WrongABI): a deliberately broken Turnout plugin. */
+#ifndef TURNOUT_FIXTURE_H
+#define TURNOUT_FIXTURE_H
+#include "turnout_plugin.h"
+#endif

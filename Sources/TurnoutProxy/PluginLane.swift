@@ -1,0 +1,176 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TurnoutConfig
+import TurnoutHTTP
+import TurnoutPluginHost
+import TurnoutRouting
+
+/// Why an optimized-lane request was answered by the legacy API.
+enum FallbackReason: String {
+    case error, status, timeout, unavailable
+}
+
+/// Response headers of SPEC section 3 (only with `server.debug_headers`).
+struct DebugHeaders {
+    let enabled: Bool
+
+    func legacy(fallback: FallbackReason? = nil, plugin: LoadedPlugin? = nil) -> HTTPHeaders {
+        guard self.enabled else { return [:] }
+        var headers = HTTPHeaders([("x-turnout-lane", "legacy")])
+        if let plugin { headers.add(name: "x-turnout-plugin", value: "\(plugin.name)@\(plugin.version)") }
+        if let fallback { headers.add(name: "x-turnout-fallback", value: fallback.rawValue) }
+        return headers
+    }
+
+    func optimized(_ plugin: LoadedPlugin) -> HTTPHeaders {
+        guard self.enabled else { return [:] }
+        return HTTPHeaders([("x-turnout-lane", "optimized"), ("x-turnout-plugin", "\(plugin.name)@\(plugin.version)")])
+    }
+}
+
+/// The caller's identity for cache isolation: a digest of Authorization and
+/// Cookie (never the secrets themselves), empty when there are neither.
+enum CallerIdentity {
+    static func digest(_ headers: HTTPHeaders) -> String {
+        let auth = headers[canonicalForm: "authorization"].joined(separator: ",")
+        let cookie = headers[canonicalForm: "cookie"].joined(separator: ";")
+        if auth.isEmpty, cookie.isEmpty { return "" }
+        return String(SHA256Hasher.hexDigest(Array("a=\(auth)\nc=\(cookie)".utf8)).prefix(32))
+    }
+}
+
+/// Runs one request through a plugin, with the fallback rules of SPEC
+/// section 3:
+///
+/// - the plugin fails, answers a status in `fallback.on_status`, or says
+///   nothing within `fallback.latency_budget_ms` → the legacy API answers
+///   (`X-Turnout-Fallback: error|status|timeout`);
+/// - but a request the plugin already sent upstream as a non-idempotent call
+///   (POST, PATCH, …) is never replayed: on a timeout Turnout keeps waiting
+///   for the plugin's own answer (the write is in flight; its result is the
+///   truth), and on a failure after the write went out the client gets 502;
+/// - a late answer after a fallback is discarded (the plugin's exchange stays
+///   valid until it answers; see the ABI).
+struct PluginLaneHandler: BufferedRequestHandler {
+    let plugin: LoadedPlugin
+    let upstream: UpstreamClient
+    let uri: String
+    let fallback: Config.Fallback
+    let headers: DebugHeaders
+
+    func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        var rewritten = request
+        rewritten.head.uri = self.uri
+        let request = rewritten
+        let invocation = self.plugin.handle(request, identity: CallerIdentity.digest(request.head.headers), on: eventLoop)
+        let promise = eventLoop.makePromise(of: BufferedOutcome.self)
+        let done = NIOLoopBoundBox(false, eventLoop: eventLoop)
+        let plugin = self.plugin
+
+        let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(self.fallback.latencyBudgetMs))) {
+            guard !done.value else { return }
+            if invocation.claimFallback() {
+                done.value = true
+                promise.completeWith(self.legacy(request, reason: .timeout, on: eventLoop))
+            }
+            // else: a write already reached the legacy API; wait for the plugin.
+        }
+        invocation.result.whenSuccess { outcome in
+            guard !done.value else { return }  // answered by the legacy API already
+            done.value = true
+            timer.cancel()
+            switch outcome {
+            case .responded(let response):
+                if self.fallback.onStatus.contains(Int(response.status.code)), invocation.claimFallback() {
+                    promise.completeWith(self.legacy(request, reason: .status, on: eventLoop))
+                } else {
+                    plugin.observe(request, identity: CallerIdentity.digest(request.head.headers), response: response, lane: .optimized)
+                    var response = response
+                    for (name, value) in self.headers.optimized(plugin) {
+                        response.headers.replaceOrAdd(name: name, value: value)
+                    }
+                    promise.succeed(.respond(response))
+                }
+            case .declined:
+                promise.completeWith(ObservedLegacy.outcome(request, plugin: plugin, upstream: self.upstream, headers: self.headers.legacy(plugin: plugin), on: eventLoop))
+            case .failed(let message):
+                if invocation.claimFallback() {
+                    promise.completeWith(self.legacy(request, reason: .error, on: eventLoop))
+                } else {
+                    var headers = self.headers.optimized(plugin)
+                    headers.add(name: "x-turnout-fallback", value: "none")
+                    promise.succeed(.respond(.error(
+                        .badGateway, code: "optimized_lane_failed",
+                        message: "\(plugin.name) failed after sending the write to the legacy API, so it was not replayed: \(message)",
+                        headers: headers
+                    )))
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func legacy(_ request: BufferedRequest, reason: FallbackReason, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        PluginMetrics.fallback(reason)
+        return ObservedLegacy.outcome(request, plugin: self.plugin, upstream: self.upstream, headers: self.headers.legacy(fallback: reason), on: eventLoop)
+    }
+}
+
+/// Legacy-lane answers for plugin-routed requests. When the plugin has an
+/// `on_observe` hook the legacy response is read in full first, shown to the
+/// plugin (so a write can invalidate what it made stale before the client
+/// sees the answer — SPEC section 3, consistency), then sent; otherwise it
+/// is streamed like any legacy request.
+enum ObservedLegacy {
+    static func outcome(_ request: BufferedRequest, plugin: LoadedPlugin?, upstream: UpstreamClient, headers: HTTPHeaders, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        guard let plugin, plugin.hasObserver else {
+            return eventLoop.makeSucceededFuture(.forward(head: request.head, body: request.body, upstream: upstream, extraResponseHeaders: headers))
+        }
+        var head = request.head
+        head.headers.remove(name: "transfer-encoding")
+        let body: ByteBuffer? = request.body.readableBytes > 0 ? request.body : nil
+        return upstream.execute(head, body: body, on: eventLoop).map { response -> BufferedOutcome in
+            plugin.observe(request, identity: CallerIdentity.digest(request.head.headers), response: response, lane: .legacy)
+            var response = response
+            for (name, value) in headers {
+                response.headers.replaceOrAdd(name: name, value: value)
+            }
+            return .respond(response)
+        }.flatMapErrorThrowing { error in
+            if let error = error as? UpstreamError {
+                return .respond(BufferedResponse.error(error.status, code: error.code, message: error.message, headers: headers))
+            }
+            throw error
+        }
+    }
+
+    /// A buffered handler for the legacy lane of an observed plugin.
+    struct Handler: BufferedRequestHandler {
+        let plugin: LoadedPlugin
+        let upstream: UpstreamClient
+        let uri: String
+        let headers: HTTPHeaders
+
+        func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+            var request = request
+            request.head.uri = self.uri
+            return ObservedLegacy.outcome(request, plugin: self.plugin, upstream: self.upstream, headers: self.headers, on: eventLoop)
+        }
+    }
+}
+
+import Metrics
+
+enum PluginMetrics {
+    private static let fallbacks: [FallbackReason: Counter] = [
+        .error: Counter(label: "turnout_fallbacks_total", dimensions: [("reason", "error")]),
+        .status: Counter(label: "turnout_fallbacks_total", dimensions: [("reason", "status")]),
+        .timeout: Counter(label: "turnout_fallbacks_total", dimensions: [("reason", "timeout")]),
+        .unavailable: Counter(label: "turnout_fallbacks_total", dimensions: [("reason", "unavailable")]),
+    ]
+
+    static func fallback(_ reason: FallbackReason) {
+        fallbacks[reason]?.increment()
+    }
+}

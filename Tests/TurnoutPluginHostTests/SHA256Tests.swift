@@ -1,0 +1,46 @@
+import Testing
+import TurnoutPluginHost
+
+@Suite("SHA-256")
+struct SHA256Tests {
+    @Test("FIPS 180-4 / NIST test vectors")
+    func vectors() {
+        #expect(SHA256Hasher.hexDigest(Array("".utf8)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256Hasher.hexDigest(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            SHA256Hasher.hexDigest(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        )
+        #expect(
+            SHA256Hasher.hexDigest(
+                Array("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu".utf8)
+            ) == "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
+        )
+        #expect(
+            SHA256Hasher.hexDigest([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000))
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        )
+    }
+
+    @Test("incremental updates of every split give the one-shot digest")
+    func incremental() {
+        let data = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let whole = SHA256Hasher.hexDigest(data)
+        for split in [0, 1, 55, 56, 63, 64, 65, 127, 128, 299, 300] {
+            var hasher = SHA256Hasher()
+            hasher.update(data[0..<split])
+            hasher.update(data[split...])
+            #expect(SHA256Hasher.hex(hasher.finalize()) == whole, "split at \(split)")
+        }
+        // Lengths around the padding boundary.
+        #expect(
+            SHA256Hasher.hexDigest([UInt8](repeating: 0x61, count: 55)) == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"
+        )
+        #expect(
+            SHA256Hasher.hexDigest([UInt8](repeating: 0x61, count: 56)) == "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"
+        )
+        #expect(
+            SHA256Hasher.hexDigest([UInt8](repeating: 0x61, count: 64)) == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"
+        )
+    }
+}
