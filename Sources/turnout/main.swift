@@ -83,7 +83,7 @@ struct Check: AsyncParsableCommand {
     func run() async throws {
         do {
             let config = try ConfigLoader.load(path: self.options.config, environment: ProcessInfo.processInfo.environment)
-            print("\(self.options.config): OK")
+            print("\(self.options.config): valid")
             print("  listen \(config.server.listen) → upstream \(config.upstream.url.string)")
             print("  rollout \(config.rollout.percent)% sticky by \(config.rollout.sticky)")
             // Load every plugin for real (validation, ABI, init), then let it go.
@@ -100,6 +100,7 @@ struct Check: AsyncParsableCommand {
                 }
             }
             if failed { throw ExitCode(1) }
+            print("\(self.options.config): OK")
         } catch let exit as ExitCode {
             throw exit
         } catch {
