@@ -49,6 +49,7 @@ bench: release
 	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	Benchmarks/proxy.sh
+	Benchmarks/plugin.sh
 
 check: release
 	$(RELEASE_BIN)/turnout check --config proxy.conf

@@ -22,7 +22,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+. Benchmarks/lib.sh
 
 "$BIN/demo-crm" --port "$CRM_PORT" --seed 100 >"$WORK/crm.log" 2>&1 & PIDS+=($!)
 wait_port "$CRM_PORT"
@@ -72,18 +72,6 @@ for port in $CRM_PORT $NGINX_PORT $TURNOUT_PORT; do
   wrk -t1 -c4 -d1s -H 'Authorization: Bearer demo' "http://127.0.0.1:$port$REQ_PATH" >/dev/null
 done
 
-# wrk output → "rps p50_us p99_us"
-measure() {
-  local port=$1 conns=$2
-  wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H 'Authorization: Bearer demo' "http://127.0.0.1:$port$REQ_PATH" | awk '
-    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1000000; return v }
-    /Requests\/sec/ { rps=$2 }
-    /^ +50%/ { p50=us($2) }
-    /^ +99%/ { p99=us($2) }
-    /Non-2xx/ { bad=$NF }
-    END { printf "%s %s %s %s\n", rps, p50, p99, (bad==""?0:bad) }'
-}
-
 declare -A RPS P50 P99
 targets=(direct nginx turnout)
 declare -A PORT=([direct]=$CRM_PORT [nginx]=$NGINX_PORT [turnout]=$TURNOUT_PORT)
@@ -99,7 +87,6 @@ for load in 1 "$CONNS"; do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo
 echo "## Legacy lane: $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), path $REQ_PATH, median of $ROUNDS rounds x ${DURATION}s"

@@ -251,6 +251,22 @@ static int32_t services_mode(cecho *self, turnout_exchange *ex, const turnout_re
     return TURNOUT_RESPONDED;
 }
 
+/* Answers an exchange from a detached thread (`ctx` is freed by `main` or here
+ * on failure): TURNOUT_PENDING, or TURNOUT_ERROR when no thread could start. */
+static int32_t start_detached(void *(*main)(void *), void *ctx) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, main, ctx);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        free(ctx);
+        return TURNOUT_ERROR;
+    }
+    return TURNOUT_PENDING;
+}
+
 static int32_t cecho_on_request(void *instance, turnout_exchange *ex, const turnout_request *r) {
     cecho *self = instance;
     const turnout_header *mode = find_header(r, "x-cecho");
@@ -286,34 +302,14 @@ static int32_t cecho_on_request(void *instance, turnout_exchange *ex, const turn
         if (ctx == NULL) return TURNOUT_ERROR;
         ctx->host = self->host;
         ctx->ex = ex;
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, thread_main, ctx);
-        pthread_attr_destroy(&attr);
-        if (rc != 0) {
-            free(ctx);
-            return TURNOUT_ERROR;
-        }
-        return TURNOUT_PENDING;
+        return start_detached(thread_main, ctx);
     }
     if (bytes_eq(m, "late-relay")) {
         relay_ctx *ctx = malloc(sizeof *ctx);
         if (ctx == NULL) return TURNOUT_ERROR;
         ctx->host = self->host;
         ctx->ex = ex;
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, late_relay_main, ctx);
-        pthread_attr_destroy(&attr);
-        if (rc != 0) {
-            free(ctx);
-            return TURNOUT_ERROR;
-        }
-        return TURNOUT_PENDING;
+        return start_detached(late_relay_main, ctx);
     }
     if (bytes_eq(m, "config")) {
         buf config = { 0 };

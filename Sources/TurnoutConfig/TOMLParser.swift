@@ -560,6 +560,18 @@ struct TOMLParser {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// At a run of three or more `quote`s that closes a multi-line string:
+    /// consumes it and returns how many of them (0–2) belong to the content.
+    /// nil when the input is not at such a run.
+    private mutating func closingDelimiter(_ quote: UInt8) throws(TOMLParseError) -> Int? {
+        guard peek() == quote, peek(1) == quote, peek(2) == quote else { return nil }
+        var n = 3
+        while peek(n) == quote { n += 1 }
+        if n > 5 { throw error("too many quotes at the end of a multi-line string") }
+        pos += n
+        return n - 3
+    }
+
     private mutating func multiLineBasicString() throws(TOMLParseError) -> String {
         let startLine = line
         pos += 3
@@ -569,12 +581,8 @@ struct TOMLParser {
             guard let c = peek() else {
                 throw TOMLParseError(line: startLine, message: "unterminated multi-line string: expected '\"\"\"' before end of file")
             }
-            if c == Byte.quote, peek(1) == Byte.quote, peek(2) == Byte.quote {
-                var n = 3
-                while peek(n) == Byte.quote { n += 1 }
-                if n > 5 { throw error("too many quotes at the end of a multi-line string") }
-                out.append(contentsOf: repeatElement(Byte.quote, count: n - 3))
-                pos += n
+            if let extra = try closingDelimiter(Byte.quote) {
+                out.append(contentsOf: repeatElement(Byte.quote, count: extra))
                 break
             }
             if c == Byte.backslash {
@@ -632,12 +640,8 @@ struct TOMLParser {
             guard let c = peek() else {
                 throw TOMLParseError(line: startLine, message: "unterminated multi-line string: expected \"'''\" before end of file")
             }
-            if c == Byte.apostrophe, peek(1) == Byte.apostrophe, peek(2) == Byte.apostrophe {
-                var n = 3
-                while peek(n) == Byte.apostrophe { n += 1 }
-                if n > 5 { throw error("too many quotes at the end of a multi-line string") }
-                out.append(contentsOf: repeatElement(Byte.apostrophe, count: n - 3))
-                pos += n
+            if let extra = try closingDelimiter(Byte.apostrophe) {
+                out.append(contentsOf: repeatElement(Byte.apostrophe, count: extra))
                 break
             }
             if c == Byte.lf { out.append(c); pos += 1; line += 1; continue }

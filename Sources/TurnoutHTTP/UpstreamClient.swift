@@ -90,41 +90,57 @@ public final class UpstreamClient: Sendable {
         maxResponseBytes: Int = 64 << 20
     ) -> EventLoopFuture<BufferedResponse> {
         let promise = eventLoop.makePromise(of: BufferedResponse.self)
-        eventLoop.execute {
-            guard let pool = self.pool(on: eventLoop) else {
-                // Not one of our loops: hop to the first pool's loop.
-                if let fallback = self.fallbackPool {
-                    let loop = fallback.eventLoop
-                    self.execute(head, body: body, on: loop, maxResponseBytes: maxResponseBytes).cascade(to: promise)
-                } else {
-                    promise.fail(UpstreamError(.cancelled, "upstream client has no event loops", requestSent: false))
-                }
-                return
-            }
-            var head = head
-            head.uri = self.options.basePath + head.uri
-            head.headers.replaceOrAdd(name: "host", value: self.options.authority)
-            if let body, head.headers["content-length"].isEmpty, !HopByHop.isChunked(head.headers) {
-                head.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
-            }
-            let collector = ResponseCollector(promise: promise, maxBytes: maxResponseBytes)
-            pool.acquire().assumeIsolated().whenComplete { result in
-                switch result {
-                case .failure(let error):
-                    promise.fail(error)
-                case .success(let connection):
-                    collector.connection = connection
-                    connection.handler.begin(delegate: collector, readTimeout: self.options.readTimeout)
-                    connection.handler.write(.head(head))
-                    if let body, body.readableBytes > 0 {
-                        connection.handler.write(.body(.byteBuffer(body)))
-                    }
-                    connection.handler.write(.end(nil))
-                    connection.handler.flush()
-                }
+        // Already on the loop (the plugin lane's usual case): start now, no
+        // extra trip through the loop's task queue.
+        if eventLoop.inEventLoop {
+            self.start(head, body: body, on: eventLoop, maxResponseBytes: maxResponseBytes, promise: promise)
+        } else {
+            eventLoop.execute {
+                self.start(head, body: body, on: eventLoop, maxResponseBytes: maxResponseBytes, promise: promise)
             }
         }
         return promise.futureResult
+    }
+
+    private func start(
+        _ head: HTTPRequestHead,
+        body: ByteBuffer?,
+        on eventLoop: any EventLoop,
+        maxResponseBytes: Int,
+        promise: EventLoopPromise<BufferedResponse>
+    ) {
+        guard let pool = self.pool(on: eventLoop) else {
+            // Not one of our loops: hop to the first pool's loop.
+            if let fallback = self.fallbackPool {
+                let loop = fallback.eventLoop
+                self.execute(head, body: body, on: loop, maxResponseBytes: maxResponseBytes).cascade(to: promise)
+            } else {
+                promise.fail(UpstreamError(.cancelled, "upstream client has no event loops", requestSent: false))
+            }
+            return
+        }
+        var head = head
+        head.uri = self.options.basePath + head.uri
+        head.headers.replaceOrAdd(name: "host", value: self.options.authority)
+        if let body, head.headers["content-length"].isEmpty, !HopByHop.isChunked(head.headers) {
+            head.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        }
+        let collector = ResponseCollector(promise: promise, maxBytes: maxResponseBytes)
+        pool.acquire().assumeIsolated().whenComplete { result in
+            switch result {
+            case .failure(let error):
+                promise.fail(error)
+            case .success(let connection):
+                collector.connection = connection
+                connection.handler.begin(delegate: collector, readTimeout: self.options.readTimeout)
+                connection.handler.write(.head(head))
+                if let body, body.readableBytes > 0 {
+                    connection.handler.write(.body(.byteBuffer(body)))
+                }
+                connection.handler.write(.end(nil))
+                connection.handler.flush()
+            }
+        }
     }
 
     /// Closes idle connections now and busy ones when their exchange ends.
@@ -172,6 +188,10 @@ private final class ResponseCollector: UpstreamResponseDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         var body = body
+        if self.body.readableBytes == 0, body.readableBytes <= self.maxBytes {
+            self.body = body  // the common single-read body: no copy
+            return
+        }
         if self.body.readableBytes + body.readableBytes > self.maxBytes {
             self.connection?.handler.abandon()
             self.connection = nil

@@ -1,0 +1,20 @@
+# Shared helpers for the benchmark scripts (sourced, not run).
+
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "port $1 never opened" >&2; return 1
+}
+
+# measure PORT CONNS [extra wrk args...] → "rps p50_us p99_us non2xx"
+measure() {
+  local port=$1 conns=$2; shift 2
+  wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H 'Authorization: Bearer demo' "$@" "http://127.0.0.1:$port$REQ_PATH" | awk '
+    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1000000; return v }
+    /Requests\/sec/ { rps=$2 }
+    /^ +50%/ { p50=us($2) }
+    /^ +99%/ { p99=us($2) }
+    /Non-2xx/ { bad=$NF }
+    END { printf "%s %s %s %s\n", rps, p50, p99, (bad==""?0:bad) }'
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
