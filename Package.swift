@@ -69,11 +69,13 @@ let package = Package(
         .target(name: "FixtureInitFails", dependencies: ["CTurnoutPluginABI"], path: "Plugins/Fixtures/InitFails"),
         // The lane decision: plugin route matching, sticky bucketing, overrides. Pure.
         .target(name: "TurnoutRouting", dependencies: ["TurnoutConfig"]),
+        // Rollout decisions as pure values: sliding window, rollback policy, migration machine, retry budget.
+        .target(name: "TurnoutRollout", dependencies: ["TurnoutConfig"]),
         // Composition: config snapshots and reload, local endpoints, the serving Service.
         .target(
             name: "TurnoutProxy",
             dependencies: [
-                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting",
+                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -82,6 +84,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The admin API under /api/optimized.
+        .target(
+            name: "TurnoutAdmin",
+            dependencies: [
+                "TurnoutProxy", "TurnoutHTTP", "TurnoutRollout",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // The legacy CRM stand-in: in-memory messages API with tenants.
@@ -97,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "turnout",
             dependencies: [
-                "TurnoutProxy", "TurnoutConfig", "TurnoutPluginHost",
+                "TurnoutProxy", "TurnoutAdmin", "TurnoutConfig", "TurnoutPluginHost",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -134,6 +145,7 @@ let package = Package(
         ),
         .testTarget(name: "TurnoutPluginKitTests", dependencies: ["CTurnoutPluginABI"]),
         .testTarget(name: "TurnoutRoutingTests", dependencies: ["TurnoutRouting", "TurnoutConfig"]),
+        .testTarget(name: "TurnoutRolloutTests", dependencies: ["TurnoutRollout", "TurnoutConfig"]),
         .testTarget(
             name: "TurnoutIntegrationTests",
             dependencies: []

@@ -13,7 +13,7 @@
  *   fail       call `fail` synchronously, return TURNOUT_RESPONDED
  *   thread     return TURNOUT_PENDING and respond ~20 ms later from a thread
  *              of the plugin's own
- *   late-relay return TURNOUT_PENDING; ~50 ms later, from a thread of its
+ *   late-relay return TURNOUT_PENDING; ~400 ms later, from a thread of its
  *              own, `legacy_call` POST /cecho/late for this exchange and
  *              respond as relay does
  *   config     respond with the plugin's config JSON
@@ -174,7 +174,8 @@ static void *thread_main(void *arg) {
 
 static void *late_relay_main(void *arg) {
     relay_ctx *ctx = arg;
-    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    /* Long enough that a test's claimFallback() wins even on a loaded CI box. */
+    struct timespec ts = { 0, 400 * 1000 * 1000 };
     nanosleep(&ts, NULL);
     turnout_request late = { bytes_of("POST"), bytes_of("/cecho/late"), NULL, 0, { NULL, 0 }, { NULL, 0 } };
     ctx->host->legacy_call(ctx->host->host_ctx, ctx->ex, &late, relay_done, ctx); /* relay_done frees ctx */

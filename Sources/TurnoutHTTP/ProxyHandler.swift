@@ -57,6 +57,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
         var pending: [HTTPClientRequestPart] = []
         var attempts = 0
         var failure: String?
+        var label: ExchangeLabel = .none
 
         init(head: HTTPRequestHead, maxBody: Int) {
             self.head = head
@@ -137,10 +138,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
         case .reject(let response):
             exchange.mode = .discarding
             self.respond(response, close: false)
-        case .buffered(let handler):
+        case .buffered(let handler, let label):
+            exchange.label = label
             exchange.mode = .buffering(handler, context.channel.allocator.buffer(capacity: 0))
             if expectsContinue { self.sendContinue(context: context) }
-        case .stream(let upstream, let extraHeaders):
+        case .stream(let upstream, let extraHeaders, let label):
+            exchange.label = label
             exchange.mode = .streaming
             exchange.extraHeaders = extraHeaders
             if expectsContinue { self.sendContinue(context: context) }
@@ -466,7 +469,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
             requestBytes: exchange.requestBytes,
             responseBytes: exchange.responseBytes,
             duration: NIODeadline.now() - exchange.start,
-            failure: exchange.failure
+            failure: exchange.failure,
+            label: exchange.label
         ))
     }
 

@@ -83,12 +83,21 @@ public protocol BufferedRequestHandler: Sendable {
     func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome>
 }
 
+/// An opaque mark the composition layer puts on a decision and gets back in
+/// the ``ExchangeSummary`` (e.g. "plugin-routed, legacy lane"), so it can
+/// account for exchanges without this layer knowing what lanes are.
+public struct ExchangeLabel: Sendable, Hashable {
+    public var rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let none = ExchangeLabel(rawValue: 0)
+}
+
 /// The per-request decision of the composition layer.
 public enum RouteDecision: Sendable {
     /// Stream the request to `upstream` as it arrives, and its response back.
-    case stream(upstream: UpstreamClient, extraResponseHeaders: HTTPHeaders)
+    case stream(upstream: UpstreamClient, extraResponseHeaders: HTTPHeaders, label: ExchangeLabel = .none)
     /// Read the whole body (up to the body limit), then ask `handler`.
-    case buffered(any BufferedRequestHandler)
+    case buffered(any BufferedRequestHandler, label: ExchangeLabel = .none)
     /// Answer at once with this response; the request body is discarded.
     case reject(BufferedResponse)
 }
@@ -114,6 +123,8 @@ public struct ExchangeSummary: Sendable {
     public var duration: TimeAmount
     /// Set when the exchange failed (upstream error, client gone, timeout).
     public var failure: String?
+    /// The label of the route decision.
+    public var label: ExchangeLabel = .none
 }
 
 /// The composition layer's hook into the wire.

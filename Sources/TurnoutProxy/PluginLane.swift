@@ -72,8 +72,14 @@ struct PluginLaneHandler: BufferedRequestHandler {
     let uri: String
     let fallback: Config.Fallback
     let headers: DebugHeaders
+    let rollout: RolloutController
 
     func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        let started = NIODeadline.now()
+        let rollout = self.rollout
+        @Sendable func record(error: Bool = false, fallback: Bool = false) {
+            rollout.record(lane: .optimized, latencyMs: Double((NIODeadline.now() - started).nanoseconds) / 1e6, error: error, fallback: fallback)
+        }
         var rewritten = request
         rewritten.head.uri = self.uri
         let request = rewritten
@@ -86,7 +92,8 @@ struct PluginLaneHandler: BufferedRequestHandler {
             guard !done.value else { return }
             if invocation.claimFallback() {
                 done.value = true
-                promise.completeWith(self.legacy(request, reason: .timeout, on: eventLoop))
+                record(fallback: true)
+                promise.completeWith(self.legacy(request, reason: .timeout, invocation: invocation, on: eventLoop))
             }
             // else: a write already reached the legacy API; wait for the plugin.
         }
@@ -97,8 +104,10 @@ struct PluginLaneHandler: BufferedRequestHandler {
             switch outcome {
             case .responded(let response):
                 if self.fallback.onStatus.contains(Int(response.status.code)), invocation.claimFallback() {
-                    promise.completeWith(self.legacy(request, reason: .status, on: eventLoop))
+                    record(fallback: true)
+                    promise.completeWith(self.legacy(request, reason: .status, invocation: invocation, on: eventLoop))
                 } else {
+                    record(error: response.status.code >= 500)
                     plugin.observe(request, identity: CallerIdentity.digest(request.head.headers), response: response, lane: .optimized)
                     var response = response
                     for (name, value) in self.headers.optimized(plugin) {
@@ -107,11 +116,14 @@ struct PluginLaneHandler: BufferedRequestHandler {
                     promise.succeed(.respond(response))
                 }
             case .declined:
+                record()
                 promise.completeWith(ObservedLegacy.outcome(request, plugin: plugin, upstream: self.upstream, headers: self.headers.legacy(plugin: plugin), on: eventLoop))
             case .failed(let message):
                 if invocation.claimFallback() {
-                    promise.completeWith(self.legacy(request, reason: .error, on: eventLoop))
+                    record(fallback: true)
+                    promise.completeWith(self.legacy(request, reason: .error, invocation: invocation, on: eventLoop))
                 } else {
+                    record(error: true)
                     var headers = self.headers.optimized(plugin)
                     headers.add(name: "x-turnout-fallback", value: "none")
                     promise.succeed(.respond(.error(
@@ -125,8 +137,23 @@ struct PluginLaneHandler: BufferedRequestHandler {
         return promise.futureResult
     }
 
-    private func legacy(_ request: BufferedRequest, reason: FallbackReason, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+    private func legacy(_ request: BufferedRequest, reason: FallbackReason, invocation: PluginInvocation, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
         PluginMetrics.fallback(reason)
+        // Only a fallback for a request the plugin already sent to the legacy
+        // API adds load there (the same request twice); those are capped.
+        // A fallback for a request that never reached legacy is the load the
+        // legacy lane would carry anyway, and is always allowed.
+        guard !invocation.sentUpstream || self.rollout.allowFallback() else {
+            // The retry budget is spent: falling back would multiply the load
+            // on a legacy API that is likely struggling already.
+            var headers = self.headers.legacy(fallback: reason)
+            headers.replaceOrAdd(name: "retry-after", value: "1")
+            return eventLoop.makeSucceededFuture(.respond(.error(
+                .serviceUnavailable, code: "fallback_budget_exhausted",
+                message: "the optimized lane failed (\(reason.rawValue)) after calling the legacy API, and the budget for sending such requests to the legacy API again (20 % of optimized requests + 10/s) is spent; retry shortly",
+                headers: headers
+            )))
+        }
         return ObservedLegacy.outcome(request, plugin: self.plugin, upstream: self.upstream, headers: self.headers.legacy(fallback: reason), on: eventLoop)
     }
 }

@@ -20,7 +20,7 @@ struct TurnoutRouter: RequestRouter {
     func route(_ head: HTTPRequestHead, connection: ConnectionInfo) -> RouteDecision {
         let snapshot = self.runtime.snapshot
         let (path, query) = head.uri.splitTarget
-        if let decision = self.local.route(head, path: path, snapshot: snapshot) {
+        if let decision = self.local.route(head, path: path, connection: connection, snapshot: snapshot) {
             return decision
         }
         let headers = snapshot.debugHeaders
@@ -48,33 +48,55 @@ struct TurnoutRouter: RequestRouter {
         }
 
         let input = LaneInput(path: routePath, query: query, header: { head.headers.first(name: $0) }, clientIP: connection.remoteIP)
-        let (lane, _) = snapshot.decider.decide(input, forcedOptimized: forced)
+        var lane = Lane.legacy
+        if snapshot.optimizedEnabled {
+            lane = snapshot.decider.decide(input, forcedOptimized: forced).0
+        }
         let plugin = self.runtime.plugins.current(pluginConfig.name)
         switch lane {
         case .legacy:
             if let plugin, plugin.hasObserver {
-                return .buffered(ObservedLegacy.Handler(plugin: plugin, upstream: snapshot.upstream, uri: uri, headers: headers.legacy()))
+                return .buffered(ObservedLegacy.Handler(plugin: plugin, upstream: snapshot.upstream, uri: uri, headers: headers.legacy()), label: .pluginLegacy)
             }
             if forced {
                 var head = head
                 head.uri = uri
-                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()))
+                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()), label: .pluginLegacy)
             }
-            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy())
+            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy(), label: .pluginLegacy)
         case .optimized:
             guard let plugin else {
                 PluginMetrics.fallback(.unavailable)
+                self.runtime.rollout.record(lane: .optimized, latencyMs: 0, error: false, fallback: true)
+                self.runtime.rollout.criticalFailure("plugin \(pluginConfig.name) is unavailable (not loaded): its optimized traffic falls back to legacy", percent: snapshot.decider.percent)
                 var head = head
                 head.uri = uri
                 return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy(fallback: .unavailable)))
             }
-            return .buffered(PluginLaneHandler(plugin: plugin, upstream: snapshot.upstream, uri: uri, fallback: snapshot.config.fallback, headers: headers))
+            return .buffered(PluginLaneHandler(
+                plugin: plugin, upstream: snapshot.upstream, uri: uri, fallback: snapshot.config.fallback,
+                headers: headers, rollout: self.runtime.rollout
+            ))
         }
     }
 
     func exchangeFinished(_ summary: ExchangeSummary) {
         Metrics.exchange(summary)
+        if summary.label == .pluginLegacy {
+            self.runtime.rollout.record(
+                lane: .legacy,
+                latencyMs: Double(summary.duration.nanoseconds) / 1e6,
+                error: summary.status >= 500 || summary.failure != nil,
+                fallback: false
+            )
+        }
     }
+}
+
+extension ExchangeLabel {
+    /// A plugin-routed request that took the legacy lane (counted in the
+    /// rollback window as the legacy baseline).
+    static let pluginLegacy = ExchangeLabel(rawValue: 1)
 }
 
 /// Sends a (rewritten) request to the legacy API and streams the answer.

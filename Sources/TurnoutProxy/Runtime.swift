@@ -18,14 +18,20 @@ struct Snapshot: Sendable {
     var config: Config
     var upstream: UpstreamClient
     var loadedAt: Date
+    /// The live lane decision: the config's sticky key and override rule with
+    /// the live percent (which the admin API and migrations change).
     var decider: LaneDecider
+    /// False after DELETE /api/optimized: plugin-routed traffic all goes to
+    /// legacy, overrides included.
+    var optimizedEnabled = true
     var debugHeaders: DebugHeaders { DebugHeaders(enabled: self.config.server.debugHeaders) }
 
-    init(config: Config, upstream: UpstreamClient, loadedAt: Date) {
+    init(config: Config, upstream: UpstreamClient, loadedAt: Date, percent: Double? = nil) {
         self.config = config
         self.upstream = upstream
         self.loadedAt = loadedAt
         self.decider = LaneDecider(config.rollout)
+        if let percent { self.decider.percent = percent }
     }
 }
 
@@ -39,6 +45,10 @@ public final class Runtime: Sendable {
     private let state: NIOLockedValueBox<State>
     /// The plugins: loaded versions, hot reload, host services.
     public let plugins: PluginRegistry
+    /// The live rollout: percent, rollback guard, migrations, legacy health.
+    public let rollout: RolloutController
+    public let audit: AuditLog
+    private let reported = NIOLockedValueBox([String: String]())
 
     struct State {
         var snapshot: Snapshot
@@ -56,6 +66,13 @@ public final class Runtime: Sendable {
         let now = Date()
         let state = NIOLockedValueBox(State(snapshot: Snapshot(config: config, upstream: upstream, loadedAt: now), lastAttempt: now))
         self.state = state
+        self.audit = AuditLog(path: AuditLog.defaultPath(configPath: configPath, environment: environment), logger: logger)
+        self.rollout = RolloutController(config: config, audit: self.audit, logger: logger) { percent, stopped in
+            state.withLockedValue {
+                $0.snapshot.decider.percent = percent
+                $0.snapshot.optimizedEnabled = !stopped
+            }
+        }
         let services = HostServices(group: group) { state.withLockedValue { $0.snapshot.upstream } }
         self.plugins = PluginRegistry(services: services, stateDirectory: pluginStateDirectory(environment: environment), logger: logger)
         self.loadPlugins(config.plugins)
@@ -65,8 +82,23 @@ public final class Runtime: Sendable {
     /// kept in the status, and their routes go to the legacy lane.
     /// Runs plugin `init`: call off the event loops.
     func loadPlugins(_ plugins: [PluginConfig]) {
-        for status in self.plugins.apply(plugins) {
+        self.report(self.plugins.apply(plugins))
+    }
+
+    /// Logs load results; a refused plugin is a critical failure for the
+    /// rollout (rolled back to 0 % if traffic is on the optimized lane).
+    func report(_ statuses: [PluginStatus]) {
+        // Only what changed since the last report (polls return everything).
+        let changed = self.reported.withLockedValue { reported -> [PluginStatus] in
+            statuses.filter { status in
+                let signature = "\(status.sha256 ?? "-")|\(status.error ?? "")"
+                defer { reported[status.name] = signature }
+                return reported[status.name] != signature
+            }
+        }
+        for status in changed {
             if let error = status.error {
+                self.rollout.criticalFailure("plugin \(status.name) was refused: \(error)", percent: self.percent)
                 self.logger.error("plugin not loaded; its routes go to the legacy API", metadata: ["plugin": "\(status.name)", "error": "\(error)"])
             } else {
                 self.logger.info("plugin ready", metadata: ["plugin": "\(status.name)", "version": "\(status.version ?? "?")", "path": "\(status.path)"])
@@ -76,11 +108,13 @@ public final class Runtime: Sendable {
 
     var snapshot: Snapshot { self.state.withLockedValue { $0.snapshot } }
     public var config: Config { self.snapshot.config }
+    /// The live rollout percent.
+    public var percent: Double { self.snapshot.decider.percent }
 
-    var isReady: Bool { self.state.withLockedValue { $0.ready } }
+    public var isReady: Bool { self.state.withLockedValue { $0.ready } }
     func setReady(_ ready: Bool) { self.state.withLockedValue { $0.ready = ready } }
 
-    var reloadStatus: (loadedAt: Date, error: String?) {
+    public var reloadStatus: (loadedAt: Date, error: String?) {
         self.state.withLockedValue { ($0.snapshot.loadedAt, $0.lastError) }
     }
 
@@ -136,10 +170,18 @@ public final class Runtime: Sendable {
                 }
             }
             let restartOnly = changed.filter { $0.hasPrefix("server.listen") || $0.hasPrefix("server.tls") }
+            // The live percent survives a reload unless the file's own
+            // rollout.percent changed (then the operator's edit wins).
+            let filePercentChanged = config.rollout.percent != old.config.rollout.percent
             self.state.withLockedValue {
-                $0.snapshot = Snapshot(config: config, upstream: upstream, loadedAt: Date())
+                var next = Snapshot(config: config, upstream: upstream, loadedAt: Date(), percent: old.decider.percent)
+                next.optimizedEnabled = old.optimizedEnabled
+                $0.snapshot = next
                 $0.lastError = nil
                 $0.lastAttempt = Date()
+            }
+            if filePercentChanged {
+                self.rollout.configPercentChanged(config.rollout.percent, before: old.decider.percent)
             }
             if upstream !== old.upstream {
                 old.upstream.close()
@@ -147,7 +189,7 @@ public final class Runtime: Sendable {
             self.loadPlugins(config.plugins)
             if reason != "file changed" {
                 // An explicit reload also re-checks plugin files.
-                self.plugins.reloadAll()
+                self.report(self.plugins.reloadAll())
             }
             self.logger.info("config reloaded", metadata: [
                 "trigger": "\(reason)",
@@ -157,6 +199,60 @@ public final class Runtime: Sendable {
                 self.logger.warning("these settings take effect only after a restart", metadata: ["keys": "\(restartOnly.joined(separator: ", "))"])
             }
             return nil
+        }
+    }
+
+    /// Health-checks the legacy API (`GET /`; any HTTP answer is healthy, no
+    /// answer is not) and records the result for `/readyz` and the status.
+    @discardableResult
+    public func checkLegacyHealth() -> EventLoopFuture<[String]> {
+        let loop = self.group.next()
+        var headers = HTTPHeaders()
+        headers.add(name: "user-agent", value: "turnout-healthcheck")
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: headers)
+        let rollout = self.rollout
+        return self.snapshot.upstream.execute(head, body: nil, on: loop, maxResponseBytes: 1 << 20).map { _ -> [String] in
+            rollout.legacyHealth(true, message: nil)
+            return []
+        }.recover { error in
+            let message = "legacy API health check failed: \(error)"
+            rollout.legacyHealth(false, message: message)
+            return [message]
+        }
+    }
+
+    /// The migration's preparation checks: the legacy API answers, every
+    /// configured plugin is loaded, Redis answers if configured. Calls
+    /// `done` with the problems (empty = ready), from any thread.
+    public func prepare(_ done: @escaping @Sendable ([String]) -> Void) {
+        let config = self.config
+        var found: [String] = []
+        if config.plugins.isEmpty {
+            found.append("no [[plugin]] is configured: there is no optimized lane to migrate to")
+        }
+        for status in self.plugins.status where status.error != nil || status.version == nil {
+            found.append("plugin \(status.name) is not loaded: \(status.error ?? "unknown error")")
+        }
+        let pluginProblems = found
+        let redis = config.cache.redis
+        let group = self.group
+        self.checkLegacyHealth().whenComplete { result in
+            var problems = pluginProblems
+            if case .success(let health) = result { problems += health }
+            guard let redis else {
+                done(problems)
+                return
+            }
+            let soFar = problems
+            ClientBootstrap(group: group).connectTimeout(.seconds(1)).connect(host: redis.host, port: redis.port).whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    channel.close(promise: nil)
+                    done(soFar)
+                case .failure(let error):
+                    done(soFar + ["Redis at \(redis.host):\(redis.port) is unreachable: \(error)"])
+                }
+            }
         }
     }
 

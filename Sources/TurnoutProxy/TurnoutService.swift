@@ -18,11 +18,17 @@ public final class TurnoutService: Service, Sendable {
     private let runtime: Runtime
     private let logger: Logger
     private let drainTimeout: TimeAmount
+    private let admin: (any AdminEndpoints)?
+    private let healthInterval: TimeAmount
 
-    public init(runtime: Runtime, logger: Logger, drainTimeout: TimeAmount = .seconds(30)) {
+    /// `healthInterval`: how often the legacy API is health-checked (30 s,
+    /// the seed's default; `TURNOUT_HEALTHCHECK_INTERVAL_MS` overrides).
+    public init(runtime: Runtime, admin: (any AdminEndpoints)?, logger: Logger, drainTimeout: TimeAmount = .seconds(30), healthInterval: TimeAmount = .seconds(30)) {
         self.runtime = runtime
+        self.admin = admin
         self.logger = logger
         self.drainTimeout = drainTimeout
+        self.healthInterval = healthInterval
     }
 
     public func run() async throws {
@@ -31,7 +37,7 @@ public final class TurnoutService: Service, Sendable {
         if let cert = config.server.tlsCert, let key = config.server.tlsKey {
             tls = NIOSSLContextBox(context: try makeServerTLSContext(certificatePath: cert, keyPath: key))
         }
-        let router = TurnoutRouter(runtime: self.runtime, local: LocalEndpoints(runtime: self.runtime))
+        let router = TurnoutRouter(runtime: self.runtime, local: LocalEndpoints(runtime: self.runtime, admin: self.admin))
         let server = HTTPServer(
             group: self.runtime.group,
             options: ListenerOptions(
@@ -53,12 +59,23 @@ public final class TurnoutService: Service, Sendable {
         ])
         let watcher = ConfigWatcher(runtime: self.runtime, logger: self.logger)
         watcher.start()
+        let runtime = self.runtime
+        let loop = runtime.group.next()
+        let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            runtime.rollout.tick(percent: runtime.percent)
+        }
+        runtime.checkLegacyHealth()
+        let healthChecks = loop.scheduleRepeatedTask(initialDelay: self.healthInterval, delay: self.healthInterval) { _ in
+            runtime.checkLegacyHealth()
+        }
 
         try? await gracefulShutdown()
 
         self.logger.info("shutting down: draining in-flight requests", metadata: ["connections": "\(server.connectionCount)"])
         self.runtime.setReady(false)
         watcher.stop()
+        ticker.cancel()
+        healthChecks.cancel()
         await server.shutdown(deadline: .now() + self.drainTimeout)
         self.runtime.shutdown()
         self.logger.info("stopped")
@@ -133,7 +150,7 @@ final class ConfigWatcher: @unchecked Sendable {
     }
 
     private func poll() {
-        self.runtime.plugins.pollFiles()
+        self.runtime.report(self.runtime.plugins.pollFiles())
         let stamp = FileStamp.of(self.runtime.configPath)
         guard stamp != self.lastStamp else { return }
         self.lastStamp = stamp

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import TurnoutAdmin
 import TurnoutConfig
 import TurnoutPluginHost
 import TurnoutProxy
@@ -55,7 +56,8 @@ struct Serve: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw ExitCode(2)
         }
-        let service = TurnoutService(runtime: runtime, logger: logger)
+        let healthInterval = ProcessInfo.processInfo.environment["TURNOUT_HEALTHCHECK_INTERVAL_MS"].flatMap(Int64.init).map { TimeAmount.milliseconds(max(100, $0)) } ?? .seconds(30)
+        let service = TurnoutService(runtime: runtime, admin: AdminAPI(runtime: runtime), logger: logger, healthInterval: healthInterval)
         let serviceGroup = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -175,13 +175,20 @@ import Glibc
             #expect(check.logText().contains(c.expected), "\(c.name): \(check.logText())")
 
             let turnout = try TurnoutInstance(config: config)
+            // Forced onto the optimized lane: the plugin isn't there, legacy answers.
+            let forced = try turnout.request(path: "/api/messages/1", headers: [("Authorization", "Bearer demo"), ("X-Turnout-Lane", "optimized")])
+            #expect(forced.status == 200, "\(c.name)")
+            #expect(forced.headers["x-turnout-lane"] == "legacy", "\(c.name)")
+            #expect(forced.headers["x-turnout-fallback"] == "unavailable", "\(c.name)")
+            // A refused plugin is a critical failure: the rollout went back to 0 % on its own.
             let response = try turnout.request(path: "/api/messages/1", headers: [("Authorization", "Bearer demo")])
             #expect(response.status == 200, "\(c.name)")
             #expect(response.headers["x-turnout-lane"] == "legacy", "\(c.name)")
-            #expect(response.headers["x-turnout-fallback"] == "unavailable", "\(c.name)")
             let status = try turnout.request(path: "/api/optimized", headers: [("Authorization", "Bearer test-admin")]).json()
             let error = status.objects("plugins")?.first?["error"] as? String
             #expect(error?.contains(c.expected) == true, "\(c.name): \(String(describing: error))")
+            #expect(status.object("rollout")?["percent"] as? Int == 0, "\(c.name)")
+            #expect(status.objects("alerts")?.contains { ($0["message"] as? String)?.contains(c.name) == true } == true, "\(c.name)")
             #expect(turnout.process.isRunning)
         }
     }

@@ -1,0 +1,140 @@
+/// TurnoutAdmin owns the admin API under `/api/optimized`: bearer-token auth,
+/// JSON request validation with the offending field named, the status and
+/// metrics documents, and the audit entry for every mutation. It decides
+/// nothing itself — it calls the runtime (TurnoutProxy) and renders.
+import Dispatch
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TurnoutHTTP
+import TurnoutProxy
+
+/// The admin API (SPEC section 4).
+public struct AdminAPI: AdminEndpoints {
+    let runtime: Runtime
+
+    public init(runtime: Runtime) {
+        self.runtime = runtime
+    }
+
+    public func route(_ head: HTTPRequestHead, path: Substring, connection: ConnectionInfo) -> RouteDecision? {
+        if let denied = Self.authorize(head, token: self.runtime.config.server.adminToken) {
+            return .reject(denied)
+        }
+        let actor = "admin@\(connection.remoteIP)"
+        let runtime = self.runtime
+        switch (head.method, path) {
+        case (.GET, "/api/optimized"):
+            return .buffered(Handler { _ in .json(.ok, StatusDocument.render(runtime)) })
+        case (.GET, "/api/optimized/metrics"):
+            return .buffered(Handler { _ in .json(.ok, StatusDocument.metrics(runtime)) })
+        case (.PUT, "/api/optimized/rollout"):
+            return .buffered(Handler { request in
+                do throws(JSONBody.Problem) {
+                    let body = try JSONBody(request.body, allowed: ["percent"])
+                    let percent = try body.number("percent", in: 0...100)
+                    runtime.rollout.setPercent(percent, actor: actor, before: runtime.percent)
+                    return .json(.ok, StatusDocument.render(runtime))
+                } catch {
+                    return error.response
+                }
+            })
+        case (.POST, "/api/optimized/migrate"):
+            return .buffered(Handler { request in
+                do throws(JSONBody.Problem) {
+                    _ = try JSONBody(request.body, allowed: [], optional: true)
+                } catch {
+                    return error.response
+                }
+                if let refusal = runtime.rollout.startMigration(actor: actor, prepare: runtime.prepare) {
+                    return .error(.conflict, code: "migration_refused", message: refusal)
+                }
+                return .json(.accepted, StatusDocument.render(runtime))
+            })
+        case (.POST, "/api/optimized/init"):
+            return .buffered(Handler { request in
+                do throws(JSONBody.Problem) {
+                    _ = try JSONBody(request.body, allowed: [], optional: true)
+                } catch {
+                    return error.response
+                }
+                runtime.rollout.initialize(actor: actor, percent: runtime.percent)
+                return .json(.ok, StatusDocument.render(runtime))
+            })
+        case (.DELETE, "/api/optimized"):
+            return .buffered(Handler { _ in
+                runtime.rollout.stop(actor: actor, before: runtime.percent)
+                return .json(.ok, StatusDocument.render(runtime))
+            })
+        case (.POST, "/api/optimized/reload"):
+            // Reloading runs plugin init: never on an event loop.
+            return .buffered(AsyncHandler { _, done in
+                DispatchQueue.global().async {
+                    runtime.audit.record(actor: actor, action: "reload")
+                    if let error = runtime.reload(reason: "POST /api/optimized/reload") {
+                        done(.error(.unprocessableEntity, code: "config_invalid", message: error))
+                    } else {
+                        done(.json(.ok, StatusDocument.render(runtime)))
+                    }
+                }
+            })
+        case (.POST, "/api/optimized/cache/invalidate"), (.POST, "/api/optimized/broadcast"):
+            return .reject(.error(.notImplemented, code: "not_implemented",
+                                  message: "\(path) arrives with the cache and push services; they are not built yet"))
+        case (_, "/api/optimized"), (_, "/api/optimized/metrics"), (_, "/api/optimized/rollout"), (_, "/api/optimized/migrate"),
+             (_, "/api/optimized/init"), (_, "/api/optimized/reload"):
+            return .reject(.error(.methodNotAllowed, code: "method_not_allowed", message: "\(head.method) is not allowed on \(path)"))
+        default:
+            return nil
+        }
+    }
+
+    /// nil when the request carries the admin token; else the error response.
+    /// An empty token disables the admin API (404 that says so).
+    static func authorize(_ head: HTTPRequestHead, token: String) -> BufferedResponse? {
+        guard !token.isEmpty else {
+            return .error(.notFound, code: "admin_disabled", message: "the admin API is disabled; set server.admin_token (or TURNOUT_SERVER_ADMIN_TOKEN) to enable it")
+        }
+        guard let header = head.headers.first(name: "authorization") else {
+            return .error(.unauthorized, code: "unauthorized", message: "send Authorization: Bearer <server.admin_token>",
+                          headers: ["www-authenticate": "Bearer realm=\"turnout\""])
+        }
+        let prefix = "bearer "
+        guard header.count > prefix.count, header.lowercased().hasPrefix(prefix),
+              constantTimeEqual(Array(header.utf8.dropFirst(prefix.count)), Array(token.utf8))
+        else {
+            return .error(.forbidden, code: "forbidden", message: "wrong admin token")
+        }
+        return nil
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) {
+            let x = i < a.count ? a[i] : 0
+            let y = i < b.count ? b[i] : 0
+            difference |= x ^ y
+        }
+        return difference == 0
+    }
+}
+
+/// A buffered handler answering synchronously.
+struct Handler: BufferedRequestHandler {
+    let respond: @Sendable (BufferedRequest) -> BufferedResponse
+
+    func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        eventLoop.makeSucceededFuture(.respond(self.respond(request)))
+    }
+}
+
+/// A buffered handler answering later, from any thread.
+struct AsyncHandler: BufferedRequestHandler {
+    let start: @Sendable (BufferedRequest, @escaping @Sendable (BufferedResponse) -> Void) -> Void
+
+    func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        let promise = eventLoop.makePromise(of: BufferedOutcome.self)
+        self.start(request) { promise.succeed(.respond($0)) }
+        return promise.futureResult
+    }
+}
