@@ -164,6 +164,22 @@ public final class RolloutController: Sendable {
         self.setPercent(percent, actor: "config", before: before)
     }
 
+    /// A reload changed [rollback] or [migration]: the running machine keeps
+    /// its phase, percent and history and uses the new settings from now on;
+    /// a new window length starts a fresh window.
+    func updateConfig(_ config: Config) {
+        self.state.withLockedValue { state in
+            state.machine.config = config.migration
+            state.machine.rollback = config.rollback
+            if state.policy.config != config.rollback {
+                state.policy = RollbackPolicy(config: config.rollback)
+            }
+            if state.window.windowSeconds != config.rollback.windowS {
+                state.window = SlidingWindow(config: config.rollback)
+            }
+        }
+    }
+
     public var isStopped: Bool { self.state.withLockedValue { $0.stopped } }
 
     // MARK: legacy health

@@ -180,6 +180,9 @@ public final class Runtime: Sendable {
                 $0.lastError = nil
                 $0.lastAttempt = Date()
             }
+            if config.rollback != old.config.rollback || config.migration != old.config.migration {
+                self.rollout.updateConfig(config)
+            }
             if filePercentChanged {
                 self.rollout.configPercentChanged(config.rollout.percent, before: old.decider.percent)
             }
