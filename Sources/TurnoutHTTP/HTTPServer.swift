@@ -110,7 +110,10 @@ public final class HTTPServer: Sendable {
         if let tls = options.tls {
             try sync.addHandler(NIOSSLServerHandler(context: tls))
         }
-        try sync.addHandler(IdleStateHandler(readTimeout: options.idleTimeout, writeTimeout: options.idleTimeout))
+        // Read inactivity only: a write timeout here would attach a promise to
+        // every write. Stalled readers are caught by ProxyHandler's
+        // writability timer instead.
+        try sync.addHandler(IdleStateHandler(readTimeout: options.idleTimeout))
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = options.maxHeaderBytes
         limits.maxHeaderFieldSize = options.maxHeaderBytes
@@ -124,7 +127,7 @@ public final class HTTPServer: Sendable {
         )
         try sync.addHandler(ProtocolErrorHandler())
         let info = ConnectionInfo(remoteAddress: channel.remoteAddress, isTLS: options.tls != nil)
-        try sync.addHandler(ProxyHandler(router: router, connectionInfo: info, logger: logger))
+        try sync.addHandler(ProxyHandler(router: router, connectionInfo: info, idleTimeout: options.idleTimeout, logger: logger))
     }
 
     private func register(_ channel: any Channel) {

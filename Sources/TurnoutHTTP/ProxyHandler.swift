@@ -84,11 +84,14 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
     private var readsHeld = false
     private var pendingRead = false
     private var lingerTimer: Scheduled<Void>?
+    private var stallTimer: Scheduled<Void>?
     private var closing = false
+    private let idleTimeout: TimeAmount
 
-    init(router: any RequestRouter, connectionInfo: ConnectionInfo, logger: Logger) {
+    init(router: any RequestRouter, connectionInfo: ConnectionInfo, idleTimeout: TimeAmount, logger: Logger) {
         self.router = router
         self.connectionInfo = connectionInfo
+        self.idleTimeout = idleTimeout
         self.logger = logger
     }
 
@@ -387,7 +390,21 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        self.exchange?.upstream?.handler.holdReads(!context.channel.isWritable)
+        let writable = context.channel.isWritable
+        self.exchange?.upstream?.handler.holdReads(!writable)
+        // A client that stops reading for idle_timeout_ms is cut off (its
+        // unread bytes would otherwise pin buffers here and upstream).
+        if writable {
+            self.stallTimer?.cancel()
+            self.stallTimer = nil
+        } else if self.stallTimer == nil {
+            self.stallTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.idleTimeout) {
+                self.stallTimer = nil
+                guard !context.channel.isWritable else { return }
+                self.exchange?.failure = "client read nothing for server.idle_timeout_ms"
+                self.closeConnection(context: context)
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -503,6 +520,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
     func channelInactive(context: ChannelHandlerContext) {
         self.lingerTimer?.cancel()
         self.lingerTimer = nil
+        self.stallTimer?.cancel()
+        self.stallTimer = nil
         if let exchange = self.exchange {
             exchange.upstream?.handler.abandon()
             exchange.upstream = nil
@@ -545,12 +564,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
                 exchange.requestEnded = true
                 self.respond(.error(.requestTimeout, code: "request_timeout", message: "the request was not completed within server.idle_timeout_ms"), close: true)
             }
-        case .write:
-            if let exchange = self.exchange, exchange.responseStarted, !context.channel.isWritable {
-                exchange.failure = "client read nothing for server.idle_timeout_ms"
-                self.closeConnection(context: context)
-            }
-        case .all:
+        case .write, .all:
             break
         }
     }

@@ -164,6 +164,13 @@ import Glibc
         try stalled.sendRaw("POST /__crm/headers HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part")
         let response = try stalled.readResponse()
         #expect(response.status == 408)
+
+        // A client that stops reading a large response is cut off.
+        let reader = try turnout.client(timeout: 20)
+        try reader.sendRequest(path: "/__crm/bytes?n=200000000")
+        usleep(2_000_000)
+        let partial = try? reader.readResponse(bodyHandling: .checksum)
+        #expect(partial == nil, "a stalled reader got the whole \(partial?.bodyLength ?? 0)-byte response")
         #expect(try turnout.request(path: "/healthz").status == 200)
     }
 
