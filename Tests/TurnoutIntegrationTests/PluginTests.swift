@@ -253,6 +253,7 @@ import Glibc
         stop.withLock { running = false }
         group.wait()
 
+        print("reload drill: \(tally.ok) requests answered by the plugin, \(tally.failed) failed, by version \(tally.versions)")
         #expect(switched)
         #expect(slow.status == 200)
         #expect(slow.headers["x-turnout-plugin"] == "testbed@1.0.0", "a request that started on 1.0.0 finished on \(slow.headers["x-turnout-plugin"] ?? "nil")")
@@ -303,6 +304,7 @@ import Glibc
             if answer.headers["x-turnout-plugin"] != expected { break }
         }
         let rssAfter = rssKB(turnout.process.pid)
+        print("200 reload cycles: RSS \(rssBefore) KB → \(rssAfter) KB")
         #expect(turnout.process.isRunning)
         #expect(rssAfter - rssBefore < 64 * 1024, "RSS grew \(rssAfter - rssBefore) KB over 200 reloads")
     }
