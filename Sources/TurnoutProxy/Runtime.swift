@@ -49,6 +49,7 @@ public final class Runtime: Sendable {
     public let rollout: RolloutController
     public let audit: AuditLog
     private let reported = NIOLockedValueBox([String: String]())
+    private let reloadLock = NIOLock()
 
     struct State {
         var snapshot: Snapshot
@@ -136,6 +137,11 @@ public final class Runtime: Sendable {
     /// endpoint and logged. Returns the error text, or nil when applied.
     @discardableResult
     public func reload(reason: String) -> String? {
+        // SIGHUP, the file poll and the admin API can race: one at a time.
+        self.reloadLock.withLock { self.reloadLocked(reason: reason) }
+    }
+
+    private func reloadLocked(reason: String) -> String? {
         let result: Result<Config, any Error>
         do {
             result = .success(try ConfigLoader.load(path: self.configPath, environment: self.environment))
