@@ -32,6 +32,7 @@ public protocol AdminEndpoints: Sendable {
 struct LocalEndpoints: Sendable {
     let runtime: Runtime
     let admin: (any AdminEndpoints)?
+    let metrics: (@Sendable () -> [UInt8])?
 
     func route(_ head: HTTPRequestHead, path: Substring, connection: ConnectionInfo, snapshot: Snapshot) -> RouteDecision? {
         switch path {
@@ -45,6 +46,13 @@ struct LocalEndpoints: Sendable {
                 return .reject(.error(.serviceUnavailable, code: "legacy_unhealthy", message: "the legacy API failed its last health check"))
             }
             return .reject(.json(.ok, #"{"ready":true}"#))
+        case "/metrics" where self.metrics != nil && (head.method == .GET || head.method == .HEAD):
+            guard let metrics = self.metrics else { return nil }
+            return .reject(BufferedResponse(
+                status: .ok,
+                headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
+                body: ByteBuffer(bytes: metrics())
+            ))
         default:
             break
         }

@@ -19,13 +19,19 @@ public final class TurnoutService: Service, Sendable {
     private let logger: Logger
     private let drainTimeout: TimeAmount
     private let admin: (any AdminEndpoints)?
+    private let metrics: (@Sendable () -> [UInt8])?
     private let healthInterval: TimeAmount
 
     /// `healthInterval`: how often the legacy API is health-checked (30 s,
     /// the seed's default; `TURNOUT_HEALTHCHECK_INTERVAL_MS` overrides).
-    public init(runtime: Runtime, admin: (any AdminEndpoints)?, logger: Logger, drainTimeout: TimeAmount = .seconds(30), healthInterval: TimeAmount = .seconds(30)) {
+    /// `metrics`: renders `GET /metrics` (Prometheus text format), or nil for 404.
+    public init(
+        runtime: Runtime, admin: (any AdminEndpoints)?, metrics: (@Sendable () -> [UInt8])? = nil, logger: Logger,
+        drainTimeout: TimeAmount = .seconds(30), healthInterval: TimeAmount = .seconds(30)
+    ) {
         self.runtime = runtime
         self.admin = admin
+        self.metrics = metrics
         self.logger = logger
         self.drainTimeout = drainTimeout
         self.healthInterval = healthInterval
@@ -37,7 +43,7 @@ public final class TurnoutService: Service, Sendable {
         if let cert = config.server.tlsCert, let key = config.server.tlsKey {
             tls = NIOSSLContextBox(context: try makeServerTLSContext(certificatePath: cert, keyPath: key))
         }
-        let router = TurnoutRouter(runtime: self.runtime, local: LocalEndpoints(runtime: self.runtime, admin: self.admin))
+        let router = TurnoutRouter(runtime: self.runtime, local: LocalEndpoints(runtime: self.runtime, admin: self.admin, metrics: self.metrics))
         let server = HTTPServer(
             group: self.runtime.group,
             options: ListenerOptions(

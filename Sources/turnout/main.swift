@@ -3,6 +3,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -38,6 +40,10 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "turnout")
+        // Metrics through swift-metrics, exposed at /metrics in Prometheus
+        // text format. Bootstrapped before anything creates a metric.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let environment = ProcessInfo.processInfo.environment
         let config: Config
         do {
@@ -57,7 +63,10 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let healthInterval = ProcessInfo.processInfo.environment["TURNOUT_HEALTHCHECK_INTERVAL_MS"].flatMap(Int64.init).map { TimeAmount.milliseconds(max(100, $0)) } ?? .seconds(30)
-        let service = TurnoutService(runtime: runtime, admin: AdminAPI(runtime: runtime), logger: logger, healthInterval: healthInterval)
+        let service = TurnoutService(
+            runtime: runtime, admin: AdminAPI(runtime: runtime), metrics: { registry.emitToBuffer() },
+            logger: logger, healthInterval: healthInterval
+        )
         let serviceGroup = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -189,6 +189,31 @@ import Glibc
         #expect(json.object("upstream")?["url"] as? String == "http://127.0.0.1:\(crmPort)")
     }
 
+    @Test func prometheusMetricsMoveWithTraffic() throws {
+        let (crm, crmPort) = try startDemoCRM()
+        defer { crm.terminate() }
+        let turnout = try TurnoutInstance(config: proxyConfig(upstreamPort: crmPort))
+        func value(_ text: String, _ series: String) -> Double {
+            for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+                return Double(line.split(separator: " ").last ?? "") ?? -1
+            }
+            return 0
+        }
+        let before = try turnout.request(path: "/metrics")
+        #expect(before.status == 200)
+        #expect(before.headers["content-type"]?.hasPrefix("text/plain") == true)
+        let client = try turnout.client()
+        for _ in 0..<7 { _ = try client.request(path: "/api/conversations", headers: [auth]) }
+        for _ in 0..<3 { _ = try client.request(path: "/api/conversations") }  // 401 from the CRM
+        client.close()
+        let after = try turnout.request(path: "/metrics").text
+        // /metrics itself is a 2xx: count only the deltas we caused.
+        #expect(value(after, #"turnout_requests_total{class="2xx"}"#) - value(before.text, #"turnout_requests_total{class="2xx"}"#) >= 7)
+        #expect(value(after, #"turnout_requests_total{class="4xx"}"#) - value(before.text, #"turnout_requests_total{class="4xx"}"#) == 3)
+        #expect(value(after, "turnout_request_duration_seconds_count") >= 10)
+        #expect(value(after, "turnout_upstream_connections_opened_total") >= 1)
+    }
+
     @Test func badConfigExitsWithStatus2NamingTheKey() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("turnout-bad-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
