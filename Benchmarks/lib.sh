@@ -18,3 +18,6 @@ measure() {
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# cpu_ticks PID → "user sys" clock ticks consumed so far by the process.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }

@@ -25,6 +25,7 @@ trap cleanup EXIT
 . Benchmarks/lib.sh
 
 "$BIN/demo-crm" --port "$CRM_PORT" --seed 100 >"$WORK/crm.log" 2>&1 & PIDS+=($!)
+CRM_PID=$!
 wait_port "$CRM_PORT"
 
 mkdir -p "$WORK/nginx"
@@ -54,6 +55,7 @@ http {
 }
 NGINX
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.log" 2>&1 & PIDS+=($!)
+NGINX_MASTER=$!
 wait_port "$NGINX_PORT"
 
 cat >"$WORK/proxy.conf" <<CONF
@@ -65,7 +67,11 @@ url = "http://127.0.0.1:$CRM_PORT"
 max_connections = 64
 CONF
 "$BIN/turnout" --config "$WORK/proxy.conf" >"$WORK/turnout.log" 2>&1 & PIDS+=($!)
+TURNOUT_PID=$!
 wait_port "$TURNOUT_PORT"
+NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
+declare -A CPU_PID=([direct]=$CRM_PID [nginx]=$NGINX_WORKER [turnout]=$TURNOUT_PID)
+declare -A CPU_USER CPU_SYS CPU_REQS
 
 # Warm up every path (connections, caches, JIT-free but page faults).
 for port in $CRM_PORT $NGINX_PORT $TURNOUT_PORT; do
@@ -79,7 +85,13 @@ for load in 1 "$CONNS"; do
   for t in "${targets[@]}"; do RPS[$t,$load]=""; P50[$t,$load]=""; P99[$t,$load]=""; done
   for round in $(seq "$ROUNDS"); do
     for t in "${targets[@]}"; do
+      read -r u0 s0 < <(cpu_ticks "${CPU_PID[$t]}")
       read -r rps p50 p99 bad < <(measure "${PORT[$t]}" "$load")
+      read -r u1 s1 < <(cpu_ticks "${CPU_PID[$t]}")
+      if [ "$load" != "1" ]; then
+        CPU_USER[$t]=$(( ${CPU_USER[$t]:-0} + u1 - u0 )); CPU_SYS[$t]=$(( ${CPU_SYS[$t]:-0} + s1 - s0 ))
+        CPU_REQS[$t]=$(awk -v a="${CPU_REQS[$t]:-0}" -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%.0f", a + r * d }')
+      fi
       if [ "$bad" != "0" ]; then echo "warning: $t answered $bad non-2xx responses" >&2; fi
       RPS[$t,$load]+="$rps "; P50[$t,$load]+="$p50 "; P99[$t,$load]+="$p99 "
       printf '  round %s  %-8s c=%-3s %10.0f req/s  p50 %7.0f us  p99 %7.0f us\n' "$round" "$t" "$load" "$rps" "$p50" "$p99" >&2
@@ -107,4 +119,11 @@ for load in 1 "$CONNS"; do
   awk -v l="$load" -v td="${M_RPS[turnout,$load]}" -v dd="${M_RPS[direct,$load]}" -v nn="${M_RPS[nginx,$load]}" \
       -v tp="${M_P50[turnout,$load]}" -v dp="${M_P50[direct,$load]}" -v np="${M_P50[nginx,$load]}" 'BEGIN {
     printf "c=%s: Turnout/direct req/s = %.2fx, Turnout/nginx req/s = %.2fx; p50 added over direct: Turnout %+.0f us, nginx %+.0f us\n", l, td/dd, td/nn, tp-dp, np-dp }'
+done
+
+echo
+echo "CPU per request at c=$CONNS (the measured process only: the CRM for direct, the nginx worker, Turnout):"
+for t in "${targets[@]}"; do
+  awk -v t="$t" -v u="${CPU_USER[$t]}" -v s="${CPU_SYS[$t]}" -v n="${CPU_REQS[$t]}" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    printf "  %-8s user %5.1f us  sys %5.1f us\n", t, u / hz * 1e6 / n, s / hz * 1e6 / n }'
 done
