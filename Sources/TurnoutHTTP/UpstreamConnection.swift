@@ -129,7 +129,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(let body):
             self.delegate?.upstreamResponseBody(body)
         case .end(let trailers):
-            self.cancelTimer()
+            // The timer stays scheduled: with no exchange it just lapses, and
+            // the next exchange on this keep-alive connection reuses it, so a
+            // busy connection schedules nothing per request.
             let delegate = self.delegate
             self.delegate = nil
             let reusable = self.responseKeepAlive && self.requestComplete && context.channel.isActive
@@ -199,7 +201,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func scheduleTimer(in delay: TimeAmount, context: ChannelHandlerContext) {
         self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
             self.timer = nil
-            guard self.delegate != nil, let context = self.context else { return }
+            guard self.delegate != nil, let context = self.context else { return }  // idle: lapse
             let idle = NIODeadline.now() - self.lastActivity
             if idle < self.readTimeout {
                 self.scheduleTimer(in: self.readTimeout - idle, context: context)

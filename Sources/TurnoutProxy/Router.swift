@@ -14,7 +14,7 @@ struct TurnoutRouter: RequestRouter {
     let local: LocalEndpoints
 
     var limits: ServerLimits {
-        ServerLimits(maxBodyBytes: self.runtime.config.server.maxBodyBytes)
+        self.runtime.snapshot.limits
     }
 
     func route(_ head: HTTPRequestHead, connection: ConnectionInfo) -> RouteDecision {
@@ -24,7 +24,7 @@ struct TurnoutRouter: RequestRouter {
             return decision
         }
         let headers = snapshot.debugHeaders
-        guard !snapshot.config.plugins.isEmpty else {
+        guard snapshot.hasPlugins else {
             return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy())
         }
 

@@ -13,25 +13,40 @@ import TurnoutHTTP
 import TurnoutPluginHost
 import TurnoutRouting
 
-/// Everything a request needs, swapped as one immutable value on reload.
-struct Snapshot: Sendable {
-    var config: Config
-    var upstream: UpstreamClient
-    var loadedAt: Date
+/// Everything a request needs, swapped as one immutable object on reload or
+/// when the live percent changes. A class on purpose: a request takes one
+/// reference (one retain) instead of copying a struct with dozens of
+/// reference-counted fields, which showed up in profiles.
+final class Snapshot: Sendable {
+    let config: Config
+    let upstream: UpstreamClient
+    let loadedAt: Date
     /// The live lane decision: the config's sticky key and override rule with
     /// the live percent (which the admin API and migrations change).
-    var decider: LaneDecider
+    let decider: LaneDecider
     /// False after DELETE /api/optimized: plugin-routed traffic all goes to
     /// legacy, overrides included.
-    var optimizedEnabled = true
-    var debugHeaders: DebugHeaders { DebugHeaders(enabled: self.config.server.debugHeaders) }
+    let optimizedEnabled: Bool
+    let debugHeaders: DebugHeaders
+    let limits: ServerLimits
+    let hasPlugins: Bool
 
-    init(config: Config, upstream: UpstreamClient, loadedAt: Date, percent: Double? = nil) {
+    init(config: Config, upstream: UpstreamClient, loadedAt: Date, percent: Double? = nil, optimizedEnabled: Bool = true) {
         self.config = config
         self.upstream = upstream
         self.loadedAt = loadedAt
-        self.decider = LaneDecider(config.rollout)
-        if let percent { self.decider.percent = percent }
+        var decider = LaneDecider(config.rollout)
+        if let percent { decider.percent = percent }
+        self.decider = decider
+        self.optimizedEnabled = optimizedEnabled
+        self.debugHeaders = DebugHeaders(enabled: config.server.debugHeaders)
+        self.limits = ServerLimits(maxBodyBytes: config.server.maxBodyBytes)
+        self.hasPlugins = !config.plugins.isEmpty
+    }
+
+    /// The same snapshot with another live percent / stopped state.
+    func with(percent: Double, optimizedEnabled: Bool) -> Snapshot {
+        Snapshot(config: self.config, upstream: self.upstream, loadedAt: self.loadedAt, percent: percent, optimizedEnabled: optimizedEnabled)
     }
 }
 
@@ -70,8 +85,7 @@ public final class Runtime: Sendable {
         self.audit = AuditLog(path: AuditLog.defaultPath(configPath: configPath, environment: environment), logger: logger)
         self.rollout = RolloutController(config: config, audit: self.audit, logger: logger) { percent, stopped in
             state.withLockedValue {
-                $0.snapshot.decider.percent = percent
-                $0.snapshot.optimizedEnabled = !stopped
+                $0.snapshot = $0.snapshot.with(percent: percent, optimizedEnabled: !stopped)
             }
         }
         let services = HostServices(group: group) { state.withLockedValue { $0.snapshot.upstream } }
@@ -180,9 +194,10 @@ public final class Runtime: Sendable {
             // rollout.percent changed (then the operator's edit wins).
             let filePercentChanged = config.rollout.percent != old.config.rollout.percent
             self.state.withLockedValue {
-                var next = Snapshot(config: config, upstream: upstream, loadedAt: Date(), percent: old.decider.percent)
-                next.optimizedEnabled = old.optimizedEnabled
-                $0.snapshot = next
+                $0.snapshot = Snapshot(
+                    config: config, upstream: upstream, loadedAt: Date(),
+                    percent: $0.snapshot.decider.percent, optimizedEnabled: $0.snapshot.optimizedEnabled
+                )
                 $0.lastError = nil
                 $0.lastAttempt = Date()
             }
