@@ -7,13 +7,14 @@
 #
 #   BENCH_DURATION=8 BENCH_ROUNDS=3 BENCH_CONNECTIONS=32 Benchmarks/plugin.sh
 set -euo pipefail
+# Ports below the ephemeral range (32768+), so no outgoing connection holds them.
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/release}
 DURATION=${BENCH_DURATION:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-32}
-CRM_PORT=${CRM_PORT:-39110}
-TURNOUT_PORT=${TURNOUT_PORT:-39112}
+CRM_PORT=${CRM_PORT:-18110}
+TURNOUT_PORT=${TURNOUT_PORT:-18112}
 REQ_PATH=${BENCH_PATH:-/api/messages/1}
 WORK=$(mktemp -d /tmp/turnout-bench.XXXXXX)
 PIDS=()

@@ -8,14 +8,15 @@
 # BENCH_CONNECTIONS connections, then the ratios Turnout/direct and
 # Turnout/nginx. Needs a release build, wrk and nginx (make bench installs them).
 set -euo pipefail
+# Ports below the ephemeral range (32768+), so no outgoing connection holds them.
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/release}
 DURATION=${BENCH_DURATION:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-32}
-CRM_PORT=${CRM_PORT:-39100}
-NGINX_PORT=${NGINX_PORT:-39101}
-TURNOUT_PORT=${TURNOUT_PORT:-39102}
+CRM_PORT=${CRM_PORT:-18100}
+NGINX_PORT=${NGINX_PORT:-18101}
+TURNOUT_PORT=${TURNOUT_PORT:-18102}
 REQ_PATH=${BENCH_PATH:-/api/messages/1}
 WORK=$(mktemp -d /tmp/turnout-bench.XXXXXX)
 PIDS=()
