@@ -277,3 +277,47 @@ import Glibc
         #expect((try? HTTPClient(port: turnout.port, timeout: 1).request(path: "/healthz")) == nil)
     }
 }
+
+/// The HTTPS listener (`server.tls_cert` / `server.tls_key`), checked with curl.
+@Suite(.serialized) struct TLSListenerTests {
+    func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [tool] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func servesHTTPSAndSaysSoUpstream() throws {
+        guard (try? run("openssl", ["version"]).status) == 0, (try? run("curl", ["--version"]).status) == 0 else {
+            Issue.record("openssl and curl are needed for this test (make test installs curl; openssl comes with libssl-dev's dependencies)")
+            return
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("turnout-tls-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let made = try run("openssl", [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-keyout", directory.appendingPathComponent("key.pem").path, "-out", directory.appendingPathComponent("cert.pem").path,
+        ])
+        #expect(made.status == 0, "\(made.output)")
+        let (crm, crmPort) = try startDemoCRM()
+        defer { crm.terminate() }
+        let turnout = try TurnoutInstance(config: proxyConfig(upstreamPort: crmPort, server: """
+        tls_cert = "\(directory.appendingPathComponent("cert.pem").path)"
+        tls_key = "\(directory.appendingPathComponent("key.pem").path)"
+        """))
+        let health = try run("curl", ["-sk", "https://127.0.0.1:\(turnout.port)/healthz"])
+        #expect(health.status == 0)
+        #expect(health.output.contains("ok"))
+        let headers = try run("curl", ["-sk", "https://127.0.0.1:\(turnout.port)/__crm/headers"])
+        #expect(headers.output.lowercased().contains(#"["x-forwarded-proto","https"]"#), "\(headers.output)")
+        // Plain HTTP on the TLS port is refused, not crashed on.
+        #expect((try? HTTPClient(port: turnout.port, timeout: 2).request(path: "/healthz")) == nil)
+        #expect(try run("curl", ["-sk", "https://127.0.0.1:\(turnout.port)/healthz"]).status == 0)
+    }
+}
