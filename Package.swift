@@ -72,6 +72,8 @@ let package = Package(
         .target(name: "TurnoutRouting", dependencies: ["TurnoutConfig"]),
         // Rollout decisions as pure values: sliding window, rollback policy, migration machine, retry budget.
         .target(name: "TurnoutRollout", dependencies: ["TurnoutConfig"]),
+        // The cache store: byte budget, LRU, TTL, tags, fenced fills, stale-if-error, snapshots. Pure; not wired yet.
+        .target(name: "TurnoutCache"),
         // Composition: config snapshots and reload, local endpoints, the serving Service.
         .target(
             name: "TurnoutProxy",
@@ -149,6 +151,7 @@ let package = Package(
         .testTarget(name: "TurnoutPluginKitTests", dependencies: ["CTurnoutPluginABI"]),
         .testTarget(name: "TurnoutRoutingTests", dependencies: ["TurnoutRouting", "TurnoutConfig"]),
         .testTarget(name: "TurnoutRolloutTests", dependencies: ["TurnoutRollout", "TurnoutConfig"]),
+        .testTarget(name: "TurnoutCacheTests", dependencies: ["TurnoutCache"]),
         .testTarget(
             name: "TurnoutIntegrationTests",
             dependencies: []

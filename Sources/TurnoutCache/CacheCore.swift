@@ -417,3 +417,62 @@ struct CacheCore {
         return problems
     }
 }
+
+// MARK: Snapshot (same file: it needs the private layout)
+
+extension CacheCore {
+    func snapshot(now: Double) -> [UInt8] {
+        var w = SnapshotCodec.Writer()
+        w.out = SnapshotCodec.magic
+        w.u32(SnapshotCodec.format)
+        var order: [Int] = []
+        var i = tail
+        while i >= 0, order.count < slots.count {
+            if now < slots[i].expiresAt + config.staleGrace { order.append(i) }
+            i = slots[i].prev
+        }
+        w.u64(UInt64(order.count))
+        for i in order {
+            let s = slots[i]
+            w.string(s.key)
+            w.blob(s.value)
+            w.u32(UInt32(truncatingIfNeeded: s.tags.count))
+            for tag in s.tags { w.string(tag) }
+            w.u64(s.version)
+            w.f64(s.expiresAt - now)
+            w.f64(s.ttl)
+            w.f64(now - s.storedAt)
+        }
+        w.u64(SnapshotCodec.fnv1a(w.out[...]))
+        return w.out
+    }
+
+    mutating func restore(_ bytes: [UInt8], now: Double) throws(SnapshotError) {
+        guard bytes.count >= 4, Array(bytes[0..<4]) == SnapshotCodec.magic else { throw .badMagic }
+        guard bytes.count >= 4 + 4 + 8 + 8 else { throw .truncated }
+        var check = SnapshotCodec.Reader(bytes: bytes, pos: bytes.count - 8)
+        guard try check.u64() == SnapshotCodec.fnv1a(bytes[0..<(bytes.count - 8)]) else { throw .checksumMismatch }
+        var r = SnapshotCodec.Reader(bytes: Array(bytes[0..<(bytes.count - 8)]), pos: 4)
+        let format = try r.u32()
+        guard format == SnapshotCodec.format else { throw .unsupportedVersion(format) }
+        let count = try r.u64()
+        // Each entry takes at least 40 bytes, so a huge count cannot make us loop for nothing.
+        guard count <= UInt64(r.bytes.count / 40) else { throw .truncated }
+        for _ in 0..<count {
+            let key = try r.string()
+            let value = try r.blob()
+            let tagCount = try r.u32()
+            guard tagCount <= UInt32(r.bytes.count - r.pos) / 4 else { throw .truncated }
+            var tags: [String] = []
+            for _ in 0..<tagCount { tags.append(try r.string()) }
+            let version = try r.u64()
+            let remaining = try r.f64(), ttl = try r.f64(), age = try r.f64()
+            guard remaining.isFinite, ttl.isFinite, ttl > 0, age.isFinite, age >= 0 else { throw .malformed("bad times for \(key)") }
+            guard store(key, value: value, ttl: ttl, tags: tags, now: now - age) != nil, let i = index[key] else { continue }
+            slots[i].version = version
+            slots[i].expiresAt = now + remaining
+            nextVersion = max(nextVersion, version)
+        }
+        guard r.pos == r.bytes.count else { throw .malformed("trailing bytes") }
+    }
+}

@@ -211,6 +211,10 @@ public final class CacheStore: @unchecked Sendable {
         lock.withLock { core.keysByRecency() }
     }
 
+    func withCore<T, E: Error>(_ body: (inout CacheCore) throws(E) -> T) throws(E) -> T {
+        try lock.withLock { () throws(E) -> T in try body(&core) }
+    }
+
     /// Internal consistency violations; empty when all is well. O(entries).
     public func checkInvariants() -> [String] {
         lock.withLock { core.checkInvariants() }
@@ -234,7 +238,7 @@ final class PthreadMutex: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
