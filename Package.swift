@@ -72,13 +72,13 @@ let package = Package(
         .target(name: "TurnoutRouting", dependencies: ["TurnoutConfig"]),
         // Rollout decisions as pure values: sliding window, rollback policy, migration machine, retry budget.
         .target(name: "TurnoutRollout", dependencies: ["TurnoutConfig"]),
-        // The cache store: byte budget, LRU, TTL, tags, fenced fills, stale-if-error, snapshots. Pure; not wired yet.
+        // The cache store: byte budget, LRU, TTL, tags, fenced fills, stale-if-error, snapshots. Pure.
         .target(name: "TurnoutCache"),
         // Composition: config snapshots and reload, local endpoints, the serving Service.
         .target(
             name: "TurnoutProxy",
             dependencies: [
-                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout",
+                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout", "TurnoutCache",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -93,7 +93,7 @@ let package = Package(
         .target(
             name: "TurnoutAdmin",
             dependencies: [
-                "TurnoutProxy", "TurnoutHTTP", "TurnoutRollout",
+                "TurnoutProxy", "TurnoutHTTP", "TurnoutRollout", "TurnoutCache",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]

@@ -78,9 +78,28 @@ public struct AdminAPI: AdminEndpoints {
                     }
                 }
             })
-        case (.POST, "/api/optimized/cache/invalidate"), (.POST, "/api/optimized/broadcast"):
+        case (.POST, "/api/optimized/cache/invalidate"):
+            return .buffered(Handler { request in
+                let target: (pattern: String?, tag: String?)
+                do throws(JSONBody.Problem) {
+                    let body = try JSONBody(request.body, allowed: ["pattern", "tag"])
+                    target = (try body.string("pattern"), try body.string("tag"))
+                } catch {
+                    return error.response
+                }
+                guard (target.pattern == nil) != (target.tag == nil) else {
+                    return JSONBody.Problem(field: "pattern", message: "send exactly one of \"pattern\" (a glob such as \"messages:*\") or \"tag\"").response
+                }
+                guard let cache = runtime.cache else {
+                    return .error(.conflict, code: "cache_disabled", message: "the cache is disabled (cache.enabled = false)")
+                }
+                let count = target.pattern.map { cache.invalidate(pattern: $0) } ?? target.tag.map { cache.invalidate(tag: $0) } ?? 0
+                runtime.audit.record(actor: actor, action: "cache.invalidate", detail: target.pattern.map { "pattern \($0)" } ?? "tag \(target.tag ?? "")")
+                return .json(.ok, #"{"invalidated":\#(count)}"#)
+            })
+        case (.POST, "/api/optimized/broadcast"):
             return .reject(.error(.notImplemented, code: "not_implemented",
-                                  message: "\(path) arrives with the cache and push services; they are not built yet"))
+                                  message: "\(path) arrives with the push service; it is not built yet"))
         case (_, "/api/optimized"), (_, "/api/optimized/metrics"), (_, "/api/optimized/rollout"), (_, "/api/optimized/migrate"),
              (_, "/api/optimized/init"), (_, "/api/optimized/reload"):
             return .reject(.error(.methodNotAllowed, code: "method_not_allowed", message: "\(head.method) is not allowed on \(path)"))

@@ -58,6 +58,15 @@ struct JSONBody {
         String(cString: number.objCType) == "c"
     }
 
+    /// An optional string field.
+    func string(_ field: String) throws(Problem) -> String? {
+        guard let value = self.object[field] else { return nil }
+        guard let string = value as? String else {
+            throw Problem(field: field, message: "\(field): expected a string, got \(Self.kind(value))")
+        }
+        return string
+    }
+
     static func kind(_ value: Any) -> String {
         switch value {
         case is String: return "a string"

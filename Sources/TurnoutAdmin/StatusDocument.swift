@@ -1,4 +1,5 @@
 import Foundation
+import TurnoutCache
 import TurnoutHTTP
 import TurnoutProxy
 import TurnoutRollout
@@ -28,8 +29,14 @@ enum StatusDocument {
         } else {
             integration = "running"
         }
-        var services = ["cache", "pushNotifications", "coordination", "monitoring"].map {
+        var services = ["pushNotifications", "coordination", "monitoring"].map {
             "\(JSONText.quote($0)):{\"state\":\"stopped\",\"reason\":\"not built yet\"}"
+        }
+        if let cache = runtime.cache {
+            let s = cache.stats
+            services.insert(#""cache":{"state":"running","entries":\#(s.entries),"bytes":\#(s.bytesHeld),"max_bytes":\#(s.maxBytes),"hits":\#(s.hits),"misses":\#(s.misses),"stale_hits":\#(s.staleHits),"evictions":\#(s.evictions),"invalidations":\#(s.invalidations),"hit_rate":\#(number(s.hitRate))}"#, at: 0)
+        } else {
+            services.insert(#""cache":{"state":"stopped","reason":"cache.enabled = false"}"#, at: 0)
         }
         services.append(#""integration":{"state":"\#(integration)","reason":\#(json(integrationReason))}"#)
 

@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TurnoutCache
 import TurnoutConfig
 import TurnoutHTTP
 import TurnoutPluginHost
@@ -63,6 +64,9 @@ public final class Runtime: Sendable {
     /// The live rollout: percent, rollback guard, migrations, legacy health.
     public let rollout: RolloutController
     public let audit: AuditLog
+    /// The host's cache (nil with `cache.enabled = false`). Owned here so it
+    /// outlives plugin versions. Budget and TTL are read at start.
+    public let cache: CacheStore?
     private let reported = NIOLockedValueBox([String: String]())
     private let reloadLock = NIOLock()
 
@@ -88,7 +92,11 @@ public final class Runtime: Sendable {
                 $0.snapshot = $0.snapshot.with(percent: percent, optimizedEnabled: !stopped)
             }
         }
-        let services = HostServices(group: group) { state.withLockedValue { $0.snapshot.upstream } }
+        let cache = config.cache.enabled
+            ? CacheStore(config: CacheConfig(maxBytes: config.cache.maxMemoryBytes, defaultTTL: Double(config.cache.defaultTtlS)))
+            : nil
+        self.cache = cache
+        let services = HostServices(group: group, cache: cache) { state.withLockedValue { $0.snapshot.upstream } }
         self.plugins = PluginRegistry(services: services, stateDirectory: pluginStateDirectory(environment: environment), logger: logger)
         self.loadPlugins(config.plugins)
     }

@@ -89,6 +89,35 @@ import Glibc
         #expect(plugins.allSatisfy { $0["error"] is NSNull && ($0["version"] as? String) == "1.0.0" })
     }
 
+    @Test func pluginsReachTheHostCacheAndAdminsCanInvalidateIt() throws {
+        let (crm, crmPort) = try startDemoCRM(args: ["--seed", "3"])
+        defer { crm.terminate() }
+        let turnout = try TurnoutInstance(config: config(crmPort: crmPort, pluginPath: try binary("libTurnoutTestbed.so").path))
+        // The testbed's `services` mode: set (ttl, tags), get, miss, pattern and
+        // tag invalidation, through the C ABI into the host's cache.
+        let response = try turnout.request(path: "/api/messages/1", headers: [("Authorization", "Bearer demo"), ("x-testbed", "services")],
+                                           body: Array("cached!".utf8))
+        let json = try response.json()
+        #expect(json["set"] as? Bool == true)
+        #expect(json.string("get") == "cached!")
+        #expect(json["missed"] as? Bool == true)
+        #expect(json.int("pattern") == 1)
+        #expect(json.int("tag") == 0)
+        #expect(json["published"] as? Int == -1)
+
+        let admin = [("Authorization", "Bearer test-admin")]
+        let cache = try turnout.request(path: "/api/optimized", headers: admin).json().object("services")?["cache"] as? [String: Any]
+        #expect(cache?["state"] as? String == "running")
+        #expect((cache?["hits"] as? Int ?? 0) >= 1)
+        let invalidated = try turnout.request(method: "POST", path: "/api/optimized/cache/invalidate", headers: admin, body: Array(#"{"pattern":"messages:*"}"#.utf8))
+        #expect(invalidated.status == 200)
+        #expect(try invalidated.json().int("invalidated") == 0)
+        let bad = try turnout.request(method: "POST", path: "/api/optimized/cache/invalidate", headers: admin, body: Array(#"{"pattern":5}"#.utf8))
+        #expect(bad.status == 400)
+        #expect(try bad.json().string("field") == "pattern")
+        #expect(try turnout.request(method: "POST", path: "/api/optimized/cache/invalidate", headers: admin, body: Array("{}".utf8)).status == 400)
+    }
+
     @Test func fallbackReasonsAndOverrides() throws {
         let (crm, crmPort) = try startDemoCRM(args: ["--seed", "3"])
         defer { crm.terminate() }
