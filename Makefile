@@ -34,7 +34,7 @@ run: release
 	echo "  curl -i -H 'Authorization: Bearer demo' -H 'Content-Type: application/json' \\"; \
 	echo "       -d '{\"conversation_id\":1,\"from\":\"+5511999\",\"to\":\"+5511888\",\"body\":\"hi\"}' http://127.0.0.1:8080/api/messages"; \
 	echo "  curl -s -H 'Authorization: Bearer dev-admin-token' http://127.0.0.1:8080/api/optimized"; \
-	echo "  curl -i -H 'X-Turnout-Lane: optimized' -H 'Authorization: Bearer demo' http://127.0.0.1:8080/api/messages/1"; \
+	echo "  curl -i -H 'X-Turnout-Lane: optimized' -H 'Authorization: Bearer demo' http://127.0.0.1:8080/api/messages/1   # twice: X-Cache MISS, then HIT"; \
 	echo "  curl -s http://127.0.0.1:8080/readyz"; \
 	echo "  edit proxy.conf (or kill -HUP the turnout process) to reload; Ctrl-C stops both."; \
 	echo ""; \

@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "TurnoutTestbed", type: .dynamic, targets: ["TestbedPlugin"]),
         .library(name: "TurnoutTestbedV2", type: .dynamic, targets: ["TestbedPluginV2"]),
         .library(name: "TurnoutCEcho", type: .dynamic, targets: ["CEchoPlugin"]),
+        .library(name: "TurnoutMessageCache", type: .dynamic, targets: ["MessageCachePlugin"]),
         // Fixtures for the loader's failure modes.
         .library(name: "FixtureMissingEntry", type: .dynamic, targets: ["FixtureMissingEntry"]),
         .library(name: "FixtureWrongABI", type: .dynamic, targets: ["FixtureWrongABI"]),
@@ -63,6 +64,7 @@ let package = Package(
         .target(name: "TurnoutPluginKit", dependencies: ["CTurnoutPluginABI"]),
         .target(name: "PassthroughPlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/Passthrough"),
         .target(name: "TestbedPlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/Testbed"),
+        .target(name: "MessageCachePlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/MessageCache"),
         .target(name: "TestbedPluginV2", dependencies: ["TurnoutPluginKit"], path: "Plugins/TestbedV2"),
         .target(name: "CEchoPlugin", dependencies: ["CTurnoutPluginABI"], path: "Plugins/CEcho"),
         .target(name: "FixtureMissingEntry", dependencies: ["CTurnoutPluginABI"], path: "Plugins/Fixtures/MissingEntry"),
