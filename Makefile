@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libhiredis-dev zlib1g-dev libssl-dev redis-server wrk curl openssl
-BENCH_PACKAGES := nginx-light
+BENCH_PACKAGES := nginx-light varnish
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug
 
@@ -55,6 +55,7 @@ bench: release
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	Benchmarks/proxy.sh
 	Benchmarks/plugin.sh
+	Benchmarks/cache.sh
 
 check: release
 	$(RELEASE_BIN)/turnout check --config proxy.conf

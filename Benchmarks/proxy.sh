@@ -19,6 +19,7 @@ NGINX_PORT=${NGINX_PORT:-18101}
 TURNOUT_PORT=${TURNOUT_PORT:-18102}
 REQ_PATH=${BENCH_PATH:-/api/messages/1}
 WORK=$(mktemp -d /tmp/turnout-bench.XXXXXX)
+chmod 755 "$WORK"  # nginx workers run as nobody
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
