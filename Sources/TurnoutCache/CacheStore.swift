@@ -114,8 +114,25 @@ public final class CacheStore: @unchecked Sendable {
     // Only touched under `lock`.
     private var core: CacheCore
 
-    public init(config: CacheConfig = CacheConfig()) {
+    /// Values longer than this many bytes are stored zlib-compressed when
+    /// that makes them smaller (0 = never compress). Fixed at init.
+    public let compressionThreshold: Int
+
+    public init(config: CacheConfig = CacheConfig(), compressionThreshold: Int = 0) {
         core = CacheCore(config: config)
+        self.compressionThreshold = max(0, compressionThreshold)
+    }
+
+    /// Stored form of a value (see `ValueCodec`); identity when compression is off.
+    private func encode(_ value: [UInt8]) -> [UInt8] {
+        self.compressionThreshold > 0 ? ValueCodec.encode(value, threshold: self.compressionThreshold) : value
+    }
+
+    private func decode(_ hit: CacheHit?) -> CacheHit? {
+        guard var hit, self.compressionThreshold > 0 else { return hit }
+        guard let value = ValueCodec.decode(hit.value) else { return nil }
+        hit.value = value
+        return hit
     }
 
     public convenience init(maxBytes: Int, defaultTTL: Double = 1800, staleGrace: Double = 60) {
@@ -127,13 +144,13 @@ public final class CacheStore: @unchecked Sendable {
     /// The fresh value, or nil (a miss). An expired entry inside its stale
     /// grace is a miss here but stays for `getStale`.
     public func get(_ key: String, now: Double) -> CacheHit? {
-        lock.withLock { core.get(key, now: now) }
+        decode(lock.withLock { core.get(key, now: now) })
     }
 
     /// For stale-if-error: the fresh value, else an expired one still inside
     /// its grace window (`stale == true`). Call it after the origin failed.
     public func getStale(_ key: String, now: Double) -> CacheHit? {
-        lock.withLock { core.getStale(key, now: now) }
+        decode(lock.withLock { core.getStale(key, now: now) })
     }
 
     /// Stores `value` unconditionally; returns its version, or nil when the
@@ -141,7 +158,8 @@ public final class CacheStore: @unchecked Sendable {
     /// Prefer `beginFill`/`commitFill` for read-through fills.
     @discardableResult
     public func set(_ key: String, value: [UInt8], ttl: Double? = nil, tags: [String] = [], now: Double) -> UInt64? {
-        lock.withLock { core.set(key, value: value, ttl: ttl, tags: tags, now: now) }
+        let stored = encode(value)
+        return lock.withLock { core.set(key, value: stored, ttl: ttl, tags: tags, now: now) }
     }
 
     /// Starts a fenced fill: call before asking the origin.
@@ -155,7 +173,8 @@ public final class CacheStore: @unchecked Sendable {
     /// whether it stored; on false nothing changed.
     @discardableResult
     public func commitFill(_ ticket: FillTicket, value: [UInt8], ttl: Double? = nil, tags: [String] = [], now: Double) -> Bool {
-        lock.withLock { core.commitFill(ticket, value: value, ttl: ttl, tags: tags, now: now) }
+        let stored = encode(value)
+        return lock.withLock { core.commitFill(ticket, value: stored, ttl: ttl, tags: tags, now: now) }
     }
 
     /// Abandons a fill (the origin failed); frees its bookkeeping at once.

@@ -72,8 +72,8 @@ extension CacheStore {
     /// A new store holding the snapshot's entries, in the same LRU order, with
     /// TTLs rebased on `now`. Entries that no longer fit `config.maxBytes` are
     /// evicted oldest-first as usual. Stats start at zero.
-    public static func restore(_ bytes: [UInt8], config: CacheConfig = CacheConfig(), now: Double) -> Result<CacheStore, SnapshotError> {
-        let store = CacheStore(config: config)
+    public static func restore(_ bytes: [UInt8], config: CacheConfig = CacheConfig(), compressionThreshold: Int = 0, now: Double) -> Result<CacheStore, SnapshotError> {
+        let store = CacheStore(config: config, compressionThreshold: compressionThreshold)
         do throws(SnapshotError) {
             try store.withCore { core throws(SnapshotError) in try core.restore(bytes, now: now) }
         } catch {

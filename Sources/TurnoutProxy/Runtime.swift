@@ -93,7 +93,10 @@ public final class Runtime: Sendable {
             }
         }
         let cache = config.cache.enabled
-            ? CacheStore(config: CacheConfig(maxBytes: config.cache.maxMemoryBytes, defaultTTL: Double(config.cache.defaultTtlS)))
+            ? CacheStore(
+                config: CacheConfig(maxBytes: config.cache.maxMemoryBytes, defaultTTL: Double(config.cache.defaultTtlS)),
+                compressionThreshold: config.cache.compressionThresholdBytes
+            )
             : nil
         self.cache = cache
         let services = HostServices(group: group, cache: cache) { state.withLockedValue { $0.snapshot.upstream } }
