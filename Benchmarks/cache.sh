@@ -44,20 +44,7 @@ turnout_conf "$TURNOUT_PORT" "$CRM_PORT" >"$WORK/proxy.conf"
 "$BIN/turnout" --config "$WORK/proxy.conf" >"$WORK/turnout.log" 2>&1 & PIDS+=($!)
 wait_port "$TURNOUT_PORT"
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
+write_nginx_conf "$WORK/nginx" "
   proxy_cache_path $WORK/nginx/cache keys_zone=crm:10m;
   upstream crm { server 127.0.0.1:$CRM_PORT; keepalive 64; }
   server {
@@ -65,15 +52,14 @@ http {
     location / {
       proxy_pass http://crm;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_cache crm;
-      proxy_cache_key "\$http_authorization|\$request_uri";
+      proxy_cache_key \"\$http_authorization|\$request_uri\";
       proxy_cache_valid 200 10m;
       add_header X-Cache \$upstream_cache_status;
     }
   }
-}
-NGINX
+"
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.log" 2>&1 & PIDS+=($!)
 wait_port "$NGINX_PORT"
 

@@ -21,3 +21,26 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR
 
 # cpu_ticks PID → "user sys" clock ticks consumed so far by the process.
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+
+# write_nginx_conf DIR HTTP_BODY: an nginx.conf in DIR for a single-worker,
+# foreground nginx whose state lives in DIR; HTTP_BODY goes inside http {}.
+write_nginx_conf() {
+  local dir=$1 body=$2
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+$body
+}
+NGINX
+}

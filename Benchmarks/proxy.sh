@@ -30,32 +30,18 @@ trap cleanup EXIT
 CRM_PID=$!
 wait_port "$CRM_PORT"
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
+write_nginx_conf "$WORK/nginx" "
   upstream crm { server 127.0.0.1:$CRM_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location / {
       proxy_pass http://crm;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
   }
-}
-NGINX
+"
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.log" 2>&1 & PIDS+=($!)
 NGINX_MASTER=$!
 wait_port "$NGINX_PORT"
