@@ -4,20 +4,6 @@ import NIOHTTP1
 import TurnoutConfig
 import TurnoutHTTP
 
-/// A buffered handler from a closure.
-struct ClosureHandler: BufferedRequestHandler {
-    let body: @Sendable (BufferedRequest, any EventLoop) -> EventLoopFuture<BufferedOutcome>
-
-    func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
-        self.body(request, eventLoop)
-    }
-
-    /// A handler that answers synchronously.
-    static func sync(_ respond: @escaping @Sendable (BufferedRequest) -> BufferedResponse) -> ClosureHandler {
-        ClosureHandler { request, loop in loop.makeSucceededFuture(.respond(respond(request))) }
-    }
-}
-
 /// The admin API's entry point, implemented by TurnoutAdmin and handed to
 /// ``TurnoutService`` by the executable (so this module needn't know it).
 public protocol AdminEndpoints: Sendable {

@@ -111,9 +111,6 @@ struct ForwardHandler: BufferedRequestHandler {
 }
 
 extension String {
-    /// The path of a request target, without the query.
-    var pathPart: Substring { self.splitTarget.path }
-
     /// Path and query of a request target (fragment dropped).
     var splitTarget: (path: Substring, query: Substring) {
         let end = self.firstIndex(of: "#") ?? self.endIndex
