@@ -75,7 +75,10 @@ let package = Package(
         // Rollout decisions as pure values: sliding window, rollback policy, migration machine, retry budget.
         .target(name: "TurnoutRollout", dependencies: ["TurnoutConfig"]),
         // The cache store: byte budget, LRU, TTL, tags, fenced fills, stale-if-error, snapshots. Pure.
-        .target(name: "TurnoutCache", dependencies: ["CZlib"]),
+        .target(
+            name: "TurnoutCache",
+            dependencies: ["CZlib", .product(name: "Logging", package: "swift-log")]
+        ),
         // zlib from Debian's zlib1g-dev (make installs it).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Composition: config snapshots and reload, local endpoints, the serving Service.

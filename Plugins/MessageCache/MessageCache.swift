@@ -1,54 +1,61 @@
 /// The `message-cache` plugin: reads of messages through the host cache.
 ///
-/// Routes: `GET /api/messages`, `GET /api/messages/*`, `POST /api/messages`,
-/// `PUT /api/messages/*`.
+/// Routes: `GET /api/messages`, `GET /api/messages/*` (writes belong to
+/// `message-coordinator`; routed here as well, they are declined and observed).
 ///
 /// - `GET /api/messages/{id}` and `GET /api/messages?conversation_id=N[&limit=L]`:
-///   a hit is answered from `handleNow` (no Task) with `x-cache: HIT`; a miss
-///   goes to the legacy API (one call per key at a time: concurrent misses
-///   share it), a 200 without `Cache-Control: no-store|private` (and without
-///   `Set-Cookie`) is stored, and the answer carries `x-cache: MISS`.
+///   a memory hit is answered from `handleNow` (no Task) with `x-cache: HIT`.
+///   A miss asks the shared (Redis) tier, then the legacy API — one call per
+///   key at a time: concurrent misses share it. A 200 without
+///   `Cache-Control: no-store|private|no-cache` (and without `Set-Cookie`) is
+///   stored; the answer carries `x-cache: MISS`.
+/// - Fills are fenced by the host: a write that invalidates the key or its
+///   tags while the legacy call runs (here or on another instance) keeps the
+///   answer out of the cache, and readers that joined the shared call late
+///   read again on their own — so no reader gets data older than a write
+///   Turnout acknowledged before the reader arrived.
+/// - Stale-if-error: when the legacy API fails (error or 5xx) and an entry
+///   expired less than `cache.stale_grace_s` ago, it is served with
+///   `x-cache: STALE`.
 /// - Keys are `messages:<identity>:<target>`: the caller's identity (a digest of
 ///   Authorization and Cookie) keeps tenants apart. Tags: `conversation:<N>`
 ///   on lists and on single messages (from the body), `message:<id>` on single
 ///   messages.
-/// - Writes (`POST`, `PUT`) are declined (the legacy API applies them). As an
-///   `ObservingPlugin`, a write that finished with a 2xx in either lane
-///   invalidates `conversation:<N>` (from the response body) and, for a PUT,
-///   `message:<id>` before the client sees the answer. When the conversation
-///   cannot be read from the body, every `messages:*` key is dropped.
-/// - A miss that was in flight while a write was acknowledged is answered but
-///   not stored (an invalidation epoch), so the cache never keeps data older
-///   than an acknowledged write; new readers after the write start a new flight.
 /// - Requests whose shape the plugin does not fully understand (other query
 ///   parameters, repeated parameters, ids that are not plain digits) are relayed
 ///   to the legacy API uncached.
 ///
 /// `[plugin.config]`: `ttl_s` (integer seconds; default: the host's TTL).
-/// Counters: `hits`, `misses`, `coalesced`, `bypass`, `uncacheable`, `invalidations`.
+/// Counters: `hits`, `shared_hits`, `misses`, `coalesced`, `coalesced_retry`,
+/// `stale`, `fenced`, `bypass`, `uncacheable`, `invalidations`.
 import Synchronization
 import TurnoutPluginKit
 
 final class MessageCache: ObservingPlugin {
     static let name = "message-cache"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
 
     private let host: PluginHost
     private let ttl: Int
-    private let state = Mutex(State())
+    private let flights = Mutex(Flights())
 
-    /// One legacy call in flight for a key.
+    /// One legacy call in flight for a key, shared by the readers that
+    /// arrive while it runs.
     private struct Flight: Sendable {
         let id: UInt64
-        let task: Task<PluginResponse, any Error>
+        let task: Task<Shared, any Error>
     }
 
-    private struct State: Sendable {
-        /// Bumped by every acknowledged write: a miss started under an older
-        /// epoch is not stored.
-        var epoch: UInt64 = 0
-        var nextFlight: UInt64 = 0
-        var flights: [String: Flight] = [:]
+    /// A flight's answer, and whether it may be handed to readers that
+    /// joined late (false when a write invalidated the key meanwhile).
+    private struct Shared: Sendable {
+        let response: PluginResponse
+        let shareable: Bool
+    }
+
+    private struct Flights: Sendable {
+        var next: UInt64 = 0
+        var byKey: [String: Flight] = [:]
     }
 
     init(host: PluginHost) throws {
@@ -71,7 +78,7 @@ final class MessageCache: ObservingPlugin {
             host.count("bypass")
             return .relay
         }
-        if let hit = lookup(Self.key(request)) {
+        if let hit = decode(host.cacheGet(Self.key(request)), cache: "HIT") {
             host.count("hits")
             return .respond(hit)
         }
@@ -83,47 +90,93 @@ final class MessageCache: ObservingPlugin {
             return try await host.legacy(request)
         }
         let key = Self.key(request)
-        if let hit = lookup(key) {
+        if let hit = decode(host.cacheGet(key), cache: "HIT") {
             host.count("hits")
             return hit
         }
-        host.count("misses")
-        let host = self.host
-        let ttl = self.ttl
-        let (task, joined): (Task<PluginResponse, any Error>, Bool) = state.withLock { state in
-            if let flight = state.flights[key] { return (flight.task, true) }
-            let id = state.nextFlight
-            state.nextFlight &+= 1
-            let epoch = state.epoch
-            let task = Task<PluginResponse, any Error> { [weak self] in
-                let response: PluginResponse
-                do {
-                    response = try await host.legacy(request)
-                } catch {
-                    self?.finishFlight(key: key, id: id)
-                    throw error
-                }
-                self?.store(response, key: key, kind: kind, startedAt: epoch, flight: id, ttl: ttl)
-                return response
+        let (flight, joined) = flights.withLock { flights -> (Flight, Bool) in
+            if let flight = flights.byKey[key] { return (flight, true) }
+            let id = flights.next
+            flights.next &+= 1
+            let task = Task<Shared, any Error> { [host, ttl] in
+                defer { self.finish(key: key, id: id) }
+                return try await Self.fill(request, key: key, kind: kind, host: host, ttl: ttl)
             }
-            state.flights[key] = Flight(id: id, task: task)
-            return (task, false)
+            let flight = Flight(id: id, task: task)
+            flights.byKey[key] = flight
+            return (flight, false)
         }
-        if joined { host.count("coalesced") }
-        var response = try await task.value
+        if !joined { return try await flight.task.value.response }
+        host.count("coalesced")
+        let shared = try await flight.task.value
+        if shared.shareable { return shared.response }
+        // A write was acknowledged while the shared call ran, and this reader
+        // may have arrived after it: it reads on its own.
+        host.count("coalesced_retry")
+        var response = try await host.legacy(request)
         response.headers.set("x-cache", "MISS")
         return response
     }
 
+    /// One read-through: the shared tier, else the legacy API under a fenced
+    /// fill (a write that invalidates the key or its tags meanwhile keeps the
+    /// answer out of the cache), with stale-if-error when the legacy API fails.
+    private static func fill(_ request: PluginRequest, key: String, kind: ReadKind, host: PluginHost, ttl: Int) async throws -> Shared {
+        let fill = host.beginFill(key)
+        if let bytes = await host.cacheFetch(key), let hit = decodeEnvelope(bytes, cache: "HIT") {
+            fill.cancel()
+            host.count("shared_hits")
+            return Shared(response: hit, shareable: true)
+        }
+        host.count("misses")
+        var response: PluginResponse
+        do {
+            response = try await host.legacy(request)
+        } catch {
+            fill.cancel()
+            if let stale = staleAnswer(key, host: host) { return Shared(response: stale, shareable: false) }
+            throw error
+        }
+        if response.status >= 500, let stale = staleAnswer(key, host: host) {
+            fill.cancel()
+            return Shared(response: stale, shareable: false)
+        }
+        let tags = Self.tags(kind, body: response.body)
+        let current = fill.isCurrent(tags: tags)
+        if isCacheable(response) {
+            let value = Envelope.encode(status: response.status, contentType: response.headers["content-type"] ?? "", body: response.body)
+            if !fill.commit(value, ttl: ttl, tags: tags) { host.count("fenced") }
+        } else {
+            fill.cancel()
+            host.count("uncacheable")
+        }
+        response.headers.set("x-cache", "MISS")
+        return Shared(response: response, shareable: current)
+    }
+
+    /// The entry kept past its TTL for stale-if-error, marked `STALE`.
+    private static func staleAnswer(_ key: String, host: PluginHost) -> PluginResponse? {
+        guard case .stale(let bytes)? = host.cacheGetStale(key) ?? nil, let stale = decodeEnvelope(bytes, cache: "STALE") else {
+            return nil
+        }
+        host.count("stale")
+        host.log(.warning, "message-cache: the legacy API failed; served a stale copy of \(key.split(separator: ":").last ?? "")")
+        return stale
+    }
+
+    private func finish(key: String, id: UInt64) {
+        flights.withLock { flights in
+            if flights.byKey[key]?.id == id { flights.byKey[key] = nil }
+        }
+    }
+
     // MARK: Consistency
 
+    /// When writes are routed here too (older proxy.conf files), a write that
+    /// succeeded in either lane drops what it made stale before its answer
+    /// leaves. The `message-coordinator` plugin does this for its routes.
     func observe(_ request: PluginRequest, _ response: PluginResponse, lane: Lane) {
         guard request.method == "POST" || request.method == "PUT", (200...299).contains(response.status) else { return }
-        // First: no miss in flight may store what it read, and new readers start anew.
-        state.withLock { state in
-            state.epoch &+= 1
-            state.flights.removeAll()
-        }
         var dropped = 0
         if request.method == "PUT", let id = Self.messageID(request.path) {
             dropped += host.invalidate(tag: "message:\(id)")
@@ -131,53 +184,36 @@ final class MessageCache: ObservingPlugin {
         if let conversation = Self.scanInt(response.body, key: "conversation_id") {
             dropped += host.invalidate(tag: "conversation:\(conversation)")
         } else {
-            // Unknown conversation: drop everything rather than serve stale lists.
             dropped += host.invalidate(pattern: "messages:*")
             host.log(.warning, "message-cache: \(request.method) \(request.path) answered \(response.status) without a readable conversation_id; dropped every messages:* key")
         }
         host.count("invalidations", by: max(dropped, 0))
     }
 
-    // MARK: Cache
+    // MARK: Cache entries
 
-    private func lookup(_ key: String) -> PluginResponse? {
-        guard let bytes = host.cacheGet(key), let entry = Envelope.decode(bytes) else { return nil }
+    private func decode(_ bytes: [UInt8]?, cache: String) -> PluginResponse? {
+        bytes.flatMap { Self.decodeEnvelope($0, cache: cache) }
+    }
+
+    private static func decodeEnvelope(_ bytes: [UInt8], cache: String) -> PluginResponse? {
+        guard let entry = Envelope.decode(bytes) else { return nil }
         var headers = PluginHeaders()
         if !entry.contentType.isEmpty { headers.set("content-type", entry.contentType) }
-        headers.set("x-cache", "HIT")
+        headers.set("x-cache", cache)
         return PluginResponse(status: entry.status, headers: headers, body: entry.body)
     }
 
-    private func store(_ response: PluginResponse, key: String, kind: ReadKind, startedAt epoch: UInt64, flight id: UInt64, ttl: Int) {
-        var tags: [String] = []
-        var cacheable = Self.isCacheable(response)
-        if cacheable {
-            switch kind {
-            case .list(let conversation):
-                tags = ["conversation:\(conversation)"]
-            case .message(let id):
-                tags = ["message:\(id)"]
-                if let conversation = Self.scanInt(response.body, key: "conversation_id") {
-                    tags.append("conversation:\(conversation)")
-                }
-            }
-        }
-        let value = cacheable ? Envelope.encode(status: response.status, contentType: response.headers["content-type"] ?? "", body: response.body) : []
-        let host = self.host
-        state.withLock { state in
-            // Stored under the lock, so a write's epoch bump either comes
-            // first (nothing stored) or after (its invalidation drops this).
-            if cacheable, state.epoch == epoch {
-                cacheable = host.cacheSet(key, value, ttl: ttl, tags: tags)
-            }
-            if state.flights[key]?.id == id { state.flights[key] = nil }
-        }
-        if !Self.isCacheable(response) { host.count("uncacheable") }
-    }
-
-    private func finishFlight(key: String, id: UInt64) {
-        state.withLock { state in
-            if state.flights[key]?.id == id { state.flights[key] = nil }
+    /// `conversation:<N>` on lists and on single messages (from the body),
+    /// `message:<id>` on single messages.
+    static func tags(_ kind: ReadKind, body: [UInt8]) -> [String] {
+        switch kind {
+        case .list(let conversation):
+            return ["conversation:\(conversation)"]
+        case .message(let id):
+            var tags = ["message:\(id)"]
+            if let conversation = scanInt(body, key: "conversation_id") { tags.append("conversation:\(conversation)") }
+            return tags
         }
     }
 

@@ -234,7 +234,12 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.listMessages(context, request, tenant: tenant)
         case .getMessage(let id):
             let json = id.flatMap { id in self.shared.store.withLockedValue { $0.message(id: id, tenant: tenant)?.json } }
-            if let json {
+            let readDelay = self.shared.control.withLockedValue { $0.readDelayMs }
+            if let json, readDelay > 0 {
+                self.schedule(context: context, after: readDelay) { handler, context in
+                    handler.respond(context, request, status: .ok, body: json)
+                }
+            } else if let json {
                 self.respond(context, request, status: .ok, body: json)
             } else {
                 self.respondError(context, request, .notFound, "not_found", "message not found")
@@ -504,8 +509,16 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         var latency: Int?
         var errorRate: Double?
+        var readDelay: Int?
         for (name, value) in object {
             switch (name, value) {
+            case ("read_delay_ms", .int(let ms)) where ms >= 0 && ms <= 600_000:
+                readDelay = ms
+            case ("read_delay_ms", _):
+                self.respondError(
+                    context, request, .badRequest, "bad_request", "field 'read_delay_ms' must be an integer in 0…600000",
+                    field: name)
+                return
             case ("latency_ms", .int(let ms)) where ms >= 0 && ms <= 600_000:
                 latency = ms
             case ("error_rate", .int(let rate)) where rate == 0 || rate == 1:
@@ -530,6 +543,7 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.shared.control.withLockedValue { control in
             if let latency { control.latencyMs = latency }
             if let errorRate { control.errorRate = errorRate }
+            if let readDelay { control.readDelayMs = readDelay }
         }
         self.respond(context, request, status: .ok, body: self.controlJSON(allocator: context.channel.allocator))
     }
@@ -576,6 +590,8 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         out.writeJSONInt(control.latencyMs)
         out.writeStaticString(",\"error_rate\":")
         out.writeJSONDouble(control.errorRate)
+        out.writeStaticString(",\"read_delay_ms\":")
+        out.writeJSONInt(control.readDelayMs)
         out.writeStaticString("}")
         return out
     }

@@ -161,6 +161,9 @@ struct CRMStats: Sendable {
 struct CRMControl: Sendable {
     var latencyMs: Int
     var errorRate: Double
+    /// `GET /api/messages/{id}` reads the message at once but answers this
+    /// much later: the drill for a read that races a write (fenced fills).
+    var readDelayMs = 0
 }
 
 /// Everything the connections of one server share, each part under its own lock.

@@ -6,6 +6,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
+import TurnoutCache
 import TurnoutHTTP
 import TurnoutProxy
 
@@ -79,23 +80,8 @@ public struct AdminAPI: AdminEndpoints {
                 }
             })
         case (.POST, "/api/optimized/cache/invalidate"):
-            return .buffered(Handler { request in
-                let target: (pattern: String?, tag: String?)
-                do throws(JSONBody.Problem) {
-                    let body = try JSONBody(request.body, allowed: ["pattern", "tag"])
-                    target = (try body.string("pattern"), try body.string("tag"))
-                } catch {
-                    return error.response
-                }
-                guard (target.pattern == nil) != (target.tag == nil) else {
-                    return JSONBody.Problem(field: "pattern", message: "send exactly one of \"pattern\" (a glob such as \"messages:*\") or \"tag\"").response
-                }
-                guard let cache = runtime.cache else {
-                    return .error(.conflict, code: "cache_disabled", message: "the cache is disabled (cache.enabled = false)")
-                }
-                let count = target.pattern.map { cache.invalidate(pattern: $0) } ?? target.tag.map { cache.invalidate(tag: $0) } ?? 0
-                runtime.audit.record(actor: actor, action: "cache.invalidate", detail: target.pattern.map { "pattern \($0)" } ?? "tag \(target.tag ?? "")")
-                return .json(.ok, #"{"invalidated":\#(count)}"#)
+            return .buffered(AsyncHandler { request, done in
+                if let answer = Self.invalidate(request, runtime: runtime, actor: actor, then: done) { done(answer) }
             })
         case (.POST, "/api/optimized/broadcast"):
             return .reject(.error(.notImplemented, code: "not_implemented",
@@ -106,6 +92,35 @@ public struct AdminAPI: AdminEndpoints {
         default:
             return nil
         }
+    }
+
+    /// POST /api/optimized/cache/invalidate. Answers once every instance
+    /// dropped its copies (with Redis): returns nil and calls `then` later in
+    /// that case, or returns the answer at once.
+    static func invalidate(_ request: BufferedRequest, runtime: Runtime, actor: String,
+                           then: @escaping @Sendable (BufferedResponse) -> Void) -> BufferedResponse? {
+        let target: (pattern: String?, tag: String?)
+        do throws(JSONBody.Problem) {
+            let body = try JSONBody(request.body, allowed: ["pattern", "tag"])
+            target = (try body.string("pattern"), try body.string("tag"))
+        } catch {
+            return error.response
+        }
+        guard (target.pattern == nil) != (target.tag == nil) else {
+            return JSONBody.Problem(field: "pattern", message: "send exactly one of \"pattern\" (a glob such as \"messages:*\") or \"tag\"").response
+        }
+        guard let cache = runtime.cache else {
+            return .error(.conflict, code: "cache_disabled", message: "the cache is disabled (cache.enabled = false)")
+        }
+        var count = 0
+        let waiter = InvalidationBarrier.collect {
+            count = target.pattern.map { cache.invalidate(pattern: $0) } ?? target.tag.map { cache.invalidate(tag: $0) } ?? 0
+        }
+        runtime.audit.record(actor: actor, action: "cache.invalidate", detail: target.pattern.map { "pattern \($0)" } ?? "tag \(target.tag ?? "")")
+        let answer = BufferedResponse.json(.ok, #"{"invalidated":\#(count)}"#)
+        guard let waiter else { return answer }
+        waiter.whenDone { then(answer) }
+        return nil
     }
 
     /// nil when the request carries the admin token; else the error response.

@@ -33,7 +33,7 @@ enum StatusDocument {
             "\(JSONText.quote($0)):{\"state\":\"stopped\",\"reason\":\"not built yet\"}"
         }
         if let cache = runtime.cache {
-            let s = cache.stats
+            let s = cache.store.stats
             services.insert(#""cache":{"state":"running","entries":\#(s.entries),"bytes":\#(s.bytesHeld),"max_bytes":\#(s.maxBytes),"hits":\#(s.hits),"misses":\#(s.misses),"stale_hits":\#(s.staleHits),"evictions":\#(s.evictions),"invalidations":\#(s.invalidations),"hit_rate":\#(number(s.hitRate))}"#, at: 0)
         } else {
             services.insert(#""cache":{"state":"stopped","reason":"cache.enabled = false"}"#, at: 0)

@@ -191,6 +191,19 @@ struct CacheCore {
         return store(ticket.key, value: value, ttl: ttl, tags: tags, now: now) != nil
     }
 
+    /// Whether `commitFill` with these tags would pass its fences now
+    /// (without storing or using the ticket).
+    func isFillCurrent(_ ticket: FillTicket, tags: [String], now: Double) -> Bool {
+        guard outstanding[ticket.id] != nil, now - ticket.issuedAt <= config.fillTimeout else { return false }
+        let g = ticket.generation
+        if globalFence > g { return false }
+        if let f = keyFences[ticket.key], f > g { return false }
+        for tag in tags {
+            if let f = tagFences[tag], f > g { return false }
+        }
+        return true
+    }
+
     mutating func cancelFill(_ ticket: FillTicket) {
         outstanding.removeValue(forKey: ticket.id)
         if outstanding.isEmpty { clearFences() }

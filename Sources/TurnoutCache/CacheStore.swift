@@ -177,6 +177,13 @@ public final class CacheStore: @unchecked Sendable {
         return lock.withLock { core.commitFill(ticket, value: stored, ttl: ttl, tags: tags, now: now) }
     }
 
+    /// Whether nothing that could make this fill stale (an invalidation of
+    /// its key, one of `tags`, or a pattern) happened since `beginFill`;
+    /// leaves the ticket usable.
+    public func isFillCurrent(_ ticket: FillTicket, tags: [String] = [], now: Double) -> Bool {
+        lock.withLock { core.isFillCurrent(ticket, tags: tags, now: now) }
+    }
+
     /// Abandons a fill (the origin failed); frees its bookkeeping at once.
     public func cancelFill(_ ticket: FillTicket) {
         lock.withLock { core.cancelFill(ticket) }

@@ -146,6 +146,13 @@ public struct Config: Sendable, Equatable {
         public var versioning = true
         /// `redis`: "redis://host[:port][/db]" → shared tier; nil when "" or absent.
         public var redis: RedisURL? = nil
+        /// `snapshot_path`: where the cache is saved on graceful shutdown and
+        /// warm-started from ("" = `turnout-cache.snapshot` next to proxy.conf;
+        /// "off" = no snapshot).
+        public var snapshotPath = ""
+        /// `stale_grace_s` (≥ 0): how long after its TTL an entry may still be
+        /// served, marked `X-Cache: STALE`, when the legacy API fails.
+        public var staleGraceS = 60
 
         public init() {}
     }

@@ -51,6 +51,8 @@ extension Config {
         check("cache.default_ttl_s", a.cache.defaultTtlS, b.cache.defaultTtlS)
         check("cache.max_memory_bytes", a.cache.maxMemoryBytes, b.cache.maxMemoryBytes)
         check("cache.compression_threshold_bytes", a.cache.compressionThresholdBytes, b.cache.compressionThresholdBytes)
+        check("cache.snapshot_path", a.cache.snapshotPath, b.cache.snapshotPath)
+        check("cache.stale_grace_s", a.cache.staleGraceS, b.cache.staleGraceS)
         check("cache.versioning", a.cache.versioning, b.cache.versioning)
         check("cache.redis", a.cache.redis, b.cache.redis)
 

@@ -152,6 +152,8 @@ final class ConfigValidator {
         r.maxMemoryBytes = int(&s, "max_memory_bytes", r.maxMemoryBytes, min: 0)
         r.compressionThresholdBytes = int(&s, "compression_threshold_bytes", r.compressionThresholdBytes, min: 0)
         r.versioning = bool(&s, "versioning", r.versioning)
+        r.staleGraceS = int(&s, "stale_grace_s", r.staleGraceS, min: 0)
+        if let (text, _) = string(&s, "snapshot_path") { r.snapshotPath = text }
         if let (text, source) = string(&s, "redis"), !text.isEmpty {
             switch RedisURL.parse(text) {
             case .success(let u): r.redis = u

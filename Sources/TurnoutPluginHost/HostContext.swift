@@ -203,6 +203,21 @@ private struct LegacyCompletion: @unchecked Sendable {
     let user: UnsafeMutableRawPointer?
 }
 
+/// A `cache_fetch` callback and its argument, carried to another thread.
+private struct FetchCompletion: @unchecked Sendable {
+    let callback: turnout_fetch_callback?
+    let user: UnsafeMutableRawPointer?
+
+    func deliver(_ value: [UInt8]?) {
+        guard let callback else { return }
+        if let value {
+            withTurnoutBytes(value) { callback(user, 1, $0) }
+        } else {
+            callback(user, 0, turnout_bytes.empty)
+        }
+    }
+}
+
 /// The `@convention(c)` functions behind turnout_host_v1.
 enum HostCallbacks {
     static func table() -> turnout_host_v1 {
@@ -269,6 +284,44 @@ enum HostCallbacks {
             config_json: { ctx, sink, user in
                 guard let context = HostContext.from(ctx), let sink else { return }
                 withTurnoutBytes(context.configJSON) { sink(user, $0) }
+            },
+            cache_get_stale: { ctx, key, sink, user in
+                guard let context = HostContext.from(ctx) else { return 0 }
+                guard let found = context.services.cacheGetStale(key.string) else { return 0 }
+                if let sink { withTurnoutBytes(found.value) { sink(user, $0) } }
+                return found.stale ? 2 : 1
+            },
+            cache_fetch: { ctx, key, callback, user in
+                let completion = FetchCompletion(callback: callback, user: user)
+                guard let context = HostContext.from(ctx) else {
+                    completion.deliver(nil)
+                    return
+                }
+                context.services.cacheFetch(key.string) { completion.deliver($0) }
+            },
+            cache_fill_begin: { ctx, key in
+                guard let context = HostContext.from(ctx) else { return 0 }
+                return context.services.cacheFillBegin(key.string)
+            },
+            cache_fill_commit: { ctx, ticket, value, ttl, tags, tagCount in
+                guard let context = HostContext.from(ctx) else { return 0 }
+                var tagList: [String] = []
+                if tagCount > 0, let tags {
+                    tagList.reserveCapacity(tagCount)
+                    for index in 0..<tagCount { tagList.append(tags[index].string) }
+                }
+                return context.services.cacheFillCommit(ticket, value: value.array, ttlSeconds: Int(ttl), tags: tagList) ? 1 : 0
+            },
+            cache_fill_cancel: { ctx, ticket in
+                HostContext.from(ctx)?.services.cacheFillCancel(ticket)
+            },
+            cache_fill_check: { ctx, ticket, tags, tagCount in
+                guard let context = HostContext.from(ctx) else { return 0 }
+                var tagList: [String] = []
+                if tagCount > 0, let tags {
+                    for index in 0..<tagCount { tagList.append(tags[index].string) }
+                }
+                return context.services.cacheFillCheck(ticket, tags: tagList) ? 1 : 0
             }
         )
     }

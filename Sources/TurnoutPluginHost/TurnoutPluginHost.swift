@@ -51,6 +51,35 @@ public protocol PluginServices: Sendable {
     /// Publishes to a push channel; the number of local subscribers reached,
     /// or -1 when push is disabled.
     func publish(channel: String, type: String, data: [UInt8]) -> Int
+
+    // ABI 1.1 (defaults below: no stale entries, fetch = local get, no fenced fills).
+
+    /// For stale-if-error: the fresh value, else one expired less than the
+    /// stale grace ago (`stale == true`); nil when neither.
+    func cacheGetStale(_ key: String) -> (value: [UInt8], stale: Bool)?
+    /// Every tier (memory, then the shared Redis tier); `completion` runs once,
+    /// synchronously or later on any thread.
+    func cacheFetch(_ key: String, _ completion: @escaping @Sendable ([UInt8]?) -> Void)
+    /// Starts a fenced fill; 0 when the cache is disabled.
+    func cacheFillBegin(_ key: String) -> UInt64
+    /// Stores the fill unless something invalidated it since `cacheFillBegin`.
+    func cacheFillCommit(_ ticket: UInt64, value: [UInt8], ttlSeconds: Int, tags: [String]) -> Bool
+    func cacheFillCancel(_ ticket: UInt64)
+    /// Whether the fill is still unfenced for `tags`.
+    func cacheFillCheck(_ ticket: UInt64, tags: [String]) -> Bool
+}
+
+extension PluginServices {
+    public func cacheGetStale(_ key: String) -> (value: [UInt8], stale: Bool)? {
+        cacheGet(key).map { ($0, false) }
+    }
+    public func cacheFetch(_ key: String, _ completion: @escaping @Sendable ([UInt8]?) -> Void) {
+        completion(cacheGet(key))
+    }
+    public func cacheFillBegin(_ key: String) -> UInt64 { 0 }
+    public func cacheFillCommit(_ ticket: UInt64, value: [UInt8], ttlSeconds: Int, tags: [String]) -> Bool { false }
+    public func cacheFillCancel(_ ticket: UInt64) {}
+    public func cacheFillCheck(_ ticket: UInt64, tags: [String]) -> Bool { false }
 }
 
 /// How a plugin handled one request.

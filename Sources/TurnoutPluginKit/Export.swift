@@ -102,12 +102,17 @@ private let pluginInit: @convention(c) (UnsafePointer<turnout_host_v1>?, UnsafeM
                      into: errorBuffer, capacity: capacity)
         return nil
     }
-    guard Int(size) >= MemoryLayout<turnout_host_v1>.size else {
-        writeCString("plugin \(registered.name): host table is \(size) bytes, ABI \(TURNOUT_ABI_MAJOR).\(TURNOUT_ABI_MINOR) needs \(MemoryLayout<turnout_host_v1>.size)",
+    // ABI 1.0 ends before `cache_get_stale`; a 1.0 host gets the 1.1 entries zeroed (nil).
+    let v10Size = MemoryLayout<turnout_host_v1>.offset(of: \.cache_get_stale) ?? MemoryLayout<turnout_host_v1>.size
+    guard Int(size) >= v10Size else {
+        writeCString("plugin \(registered.name): host table is \(size) bytes, ABI \(TURNOUT_ABI_MAJOR).0 needs \(v10Size)",
                      into: errorBuffer, capacity: capacity)
         return nil
     }
-    let table = host.pointee
+    var table = turnout_host_v1()
+    withUnsafeMutableBytes(of: &table) { out in
+        out.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(Int(size), out.count)))
+    }
     guard table.respond != nil, table.fail != nil, table.legacy_call != nil else {
         writeCString("plugin \(registered.name): host table lacks respond, fail or legacy_call",
                      into: errorBuffer, capacity: capacity)

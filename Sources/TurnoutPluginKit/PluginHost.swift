@@ -48,7 +48,7 @@ public final class PluginHost: @unchecked Sendable {
     }
 
     func close() { closed.store(true, ordering: .releasing) }
-    private var isOpen: Bool { !closed.load(ordering: .acquiring) }
+    fileprivate var isOpen: Bool { !closed.load(ordering: .acquiring) }
 
     // MARK: Legacy API
 
@@ -125,6 +125,120 @@ public final class PluginHost: @unchecked Sendable {
         }
     }
 
+    /// What `cacheGetStale` found.
+    public enum CacheLookup: Sendable, Equatable {
+        case fresh([UInt8])
+        /// Expired less than the host's stale grace ago: serve it only when
+        /// the legacy API failed (stale-if-error), marked `X-Cache: STALE`.
+        case stale([UInt8])
+    }
+
+    /// For stale-if-error, after the legacy API failed: the fresh value, or
+    /// one whose TTL ran out less than the stale grace ago; nil when neither
+    /// (or the host predates ABI 1.1).
+    public func cacheGetStale(_ key: String) -> CacheLookup? {
+        guard isOpen, let f = table.cache_get_stale else { return nil }
+        var value: [UInt8]? = nil
+        let rc = withUnsafeMutablePointer(to: &value) { out in
+            withBytes(key) { k in
+                f(table.host_ctx, k, { user, bytes in
+                    user?.assumingMemoryBound(to: [UInt8]?.self).pointee = makeBytes(bytes)
+                }, UnsafeMutableRawPointer(out))
+            }
+        }
+        switch rc {
+        case 1: return .fresh(value ?? [])
+        case 2: return .stale(value ?? [])
+        default: return nil
+        }
+    }
+
+    /// Looks `key` up in every cache tier: memory, then (with `cache.redis`)
+    /// the shared Redis tier, whose hits are copied into memory. A Redis that
+    /// is down is a miss, never a wait. Falls back to `cacheGet` on a host
+    /// that predates ABI 1.1.
+    public func cacheFetch(_ key: String) async -> [UInt8]? {
+        guard isOpen else { return nil }
+        guard let f = table.cache_fetch else { return cacheGet(key) }
+        let ctx = table.host_ctx
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<[UInt8]?, Never>) in
+            let user = Unmanaged.passRetained(FetchCall(continuation)).toOpaque()
+            withBytes(key) { k in
+                f(ctx, k, { user, found, bytes in
+                    guard let user else { return }
+                    let call = Unmanaged<FetchCall>.fromOpaque(user).takeRetainedValue()
+                    call.continuation.resume(returning: found == 1 ? makeBytes(bytes) : nil)
+                }, user)
+            }
+        }
+    }
+
+    /// A fenced fill: begin it before asking the legacy API, then `commit`
+    /// (stored only if no write invalidated the key or its tags meanwhile, on
+    /// any instance) or `cancel`.
+    public struct Fill: Sendable {
+        let ticket: UInt64
+        let host: PluginHost
+
+        /// Stores `value` unless something invalidated the key, one of `tags`
+        /// or a matching pattern since the fill began. True if stored.
+        @discardableResult
+        public func commit(_ value: [UInt8], ttl: Int = 0, tags: [String] = []) -> Bool {
+            guard ticket != 0 else { return false }
+            return host.commitFill(ticket, value, ttl: ttl, tags: tags)
+        }
+
+        /// True when nothing that would fence this fill off (an invalidation
+        /// of its key, one of `tags`, a matching pattern — here or on another
+        /// instance) happened since it began. Does not use up the fill. False
+        /// on a host without fenced fills.
+        public func isCurrent(tags: [String] = []) -> Bool {
+            guard ticket != 0, host.isOpen, let check = host.table.cache_fill_check else { return false }
+            let ctx = host.table.host_ctx
+            let packedTags = PluginHeaders(tags.map { ($0, "") })
+            return withPacked("", "", packedTags) { _, _, cTags, tagCount in
+                withUnsafeTemporaryAllocation(of: turnout_bytes.self, capacity: max(tagCount, 1)) { tagViews in
+                    for i in 0..<tagCount {
+                        tagViews.initializeElement(at: i, to: cTags.map { $0[i].name } ?? turnout_bytes(ptr: nil, len: 0))
+                    }
+                    return check(ctx, ticket, tagCount > 0 ? UnsafePointer(tagViews.baseAddress) : nil, tagCount) == 1
+                }
+            }
+        }
+
+        public func cancel() {
+            guard ticket != 0, host.isOpen, let f = host.table.cache_fill_cancel else { return }
+            f(host.table.host_ctx, ticket)
+        }
+    }
+
+    /// Starts a fenced fill of `key` (see ``Fill``). On a host that predates
+    /// ABI 1.1 the fill commits through an unfenced `cacheSet`.
+    public func beginFill(_ key: String) -> Fill {
+        guard isOpen, let f = table.cache_fill_begin else {
+            return Fill(ticket: 0, host: self)
+        }
+        return Fill(ticket: withBytes(key) { f(table.host_ctx, $0) }, host: self)
+    }
+
+    private func commitFill(_ ticket: UInt64, _ value: [UInt8], ttl: Int, tags: [String]) -> Bool {
+        guard isOpen, let commit = table.cache_fill_commit else { return false }
+        let ttl = UInt32(clamping: ttl)
+        let ctx = table.host_ctx
+        let packedTags = PluginHeaders(tags.map { ($0, "") })
+        return withPacked("", "", packedTags) { _, _, cTags, tagCount in
+            withUnsafeTemporaryAllocation(of: turnout_bytes.self, capacity: max(tagCount, 1)) { tagViews in
+                for i in 0..<tagCount {
+                    tagViews.initializeElement(at: i, to: cTags.map { $0[i].name } ?? turnout_bytes(ptr: nil, len: 0))
+                }
+                return value.withUnsafeBufferPointer { v in
+                    commit(ctx, ticket, turnout_bytes(ptr: v.baseAddress, len: v.count), ttl,
+                           tagCount > 0 ? UnsafePointer(tagViews.baseAddress) : nil, tagCount) == 1
+                }
+            }
+        }
+    }
+
     /// Drops every cached key matching a glob (`*`, `?`); returns how many.
     @discardableResult
     public func invalidate(pattern: String) -> Int {
@@ -179,6 +293,12 @@ public final class PluginHost: @unchecked Sendable {
 private func withBytes<R>(_ s: String, _ body: (turnout_bytes) -> R) -> R {
     var s = s
     return s.withUTF8 { body(turnout_bytes(ptr: $0.baseAddress, len: $0.count)) }
+}
+
+/// The continuation of one `cacheFetch`, retained across the C boundary.
+private final class FetchCall {
+    let continuation: UnsafeContinuation<[UInt8]?, Never>
+    init(_ continuation: UnsafeContinuation<[UInt8]?, Never>) { self.continuation = continuation }
 }
 
 /// The continuation of one `legacy` call, retained across the C boundary.

@@ -1,7 +1,6 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
-import Dispatch
 import TurnoutCache
 import TurnoutHTTP
 import TurnoutPluginHost
@@ -9,25 +8,27 @@ import TurnoutPluginHost
 /// What Turnout offers plugins (the host side of `turnout_host_v1`).
 ///
 /// The legacy API call goes through the current upstream pool; the cache
-/// calls go to the host's in-memory ``CacheStore`` (nil when
-/// `cache.enabled = false`: then gets miss and sets refuse). The coordinator
-/// queue and push do not exist yet (issue 6): until they do, `enqueue` sheds
-/// and `publish` reports push disabled (-1) — the documented "unavailable"
-/// answers of the ABI, so a plugin written against them works unchanged
-/// once the services land.
+/// calls go to the host's ``CacheService`` (nil when `cache.enabled = false`:
+/// then gets miss and sets refuse); `enqueue` and `publish` go to the
+/// coordinator queue and the push hub when those are running (otherwise the
+/// ABI's "unavailable" answers: shed, and -1 for push disabled).
 final class HostServices: PluginServices {
     private let upstream: @Sendable () -> UpstreamClient
     private let group: any EventLoopGroup
-    let cache: CacheStore?
+    let cache: CacheService?
+    private let events: @Sendable (String, [UInt8]) -> Bool
+    private let push: @Sendable (String, String, [UInt8]) -> Int
 
-    init(group: any EventLoopGroup, cache: CacheStore?, upstream: @escaping @Sendable () -> UpstreamClient) {
+    init(group: any EventLoopGroup, cache: CacheService?,
+         events: @escaping @Sendable (String, [UInt8]) -> Bool = { _, _ in false },
+         push: @escaping @Sendable (String, String, [UInt8]) -> Int = { _, _, _ in -1 },
+         upstream: @escaping @Sendable () -> UpstreamClient) {
         self.group = group
         self.cache = cache
+        self.events = events
+        self.push = push
         self.upstream = upstream
     }
-
-    /// Monotonic seconds for the cache's clock.
-    static var now: Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     func legacyCall(method: String, target: String, headers: [(String, String)], body: [UInt8], on eventLoop: (any EventLoop)?) -> EventLoopFuture<BufferedResponse> {
         var fields = HTTPHeaders(headers)
@@ -42,12 +43,11 @@ final class HostServices: PluginServices {
     }
 
     func cacheGet(_ key: String) -> [UInt8]? {
-        self.cache?.get(key, now: Self.now)?.value
+        self.cache?.get(key)
     }
 
     func cacheSet(_ key: String, value: [UInt8], ttlSeconds: Int, tags: [String]) -> Bool {
-        guard let cache = self.cache else { return false }
-        return cache.set(key, value: value, ttl: ttlSeconds > 0 ? Double(ttlSeconds) : nil, tags: tags, now: Self.now) != nil
+        self.cache?.set(key, value: value, ttl: ttlSeconds > 0 ? Double(ttlSeconds) : nil, tags: tags) ?? false
     }
 
     func cacheInvalidate(pattern: String) -> Int {
@@ -58,8 +58,33 @@ final class HostServices: PluginServices {
         self.cache?.invalidate(tag: tag) ?? 0
     }
 
-    func enqueue(type: String, payload: [UInt8]) -> Bool { false }
-    func publish(channel: String, type: String, data: [UInt8]) -> Int { -1 }
+    func cacheGetStale(_ key: String) -> (value: [UInt8], stale: Bool)? {
+        self.cache?.getStale(key)
+    }
+
+    func cacheFetch(_ key: String, _ completion: @escaping @Sendable ([UInt8]?) -> Void) {
+        guard let cache = self.cache else { return completion(nil) }
+        cache.fetch(key, completion: completion)
+    }
+
+    func cacheFillBegin(_ key: String) -> UInt64 {
+        self.cache?.beginFill(key) ?? 0
+    }
+
+    func cacheFillCommit(_ ticket: UInt64, value: [UInt8], ttlSeconds: Int, tags: [String]) -> Bool {
+        self.cache?.commitFill(ticket, value: value, ttl: ttlSeconds > 0 ? Double(ttlSeconds) : nil, tags: tags) ?? false
+    }
+
+    func cacheFillCancel(_ ticket: UInt64) {
+        self.cache?.cancelFill(ticket)
+    }
+
+    func cacheFillCheck(_ ticket: UInt64, tags: [String]) -> Bool {
+        self.cache?.isFillCurrent(ticket, tags: tags) ?? false
+    }
+
+    func enqueue(type: String, payload: [UInt8]) -> Bool { self.events(type, payload) }
+    func publish(channel: String, type: String, data: [UInt8]) -> Int { self.push(channel, type, data) }
 }
 
 /// Services for `turnout check`: plugins load and init, nothing is served.

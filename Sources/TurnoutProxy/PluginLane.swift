@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import TurnoutCache
 import TurnoutConfig
 import TurnoutHTTP
 import TurnoutPluginHost
@@ -108,12 +109,14 @@ struct PluginLaneHandler: BufferedRequestHandler {
                     promise.completeWith(self.legacy(request, reason: .status, invocation: invocation, on: eventLoop))
                 } else {
                     record(error: response.status.code >= 500)
-                    plugin.observe(request, identity: CallerIdentity.digest(request.head.headers), response: response, lane: .optimized)
                     var response = response
                     for (name, value) in self.headers.optimized(plugin) {
                         response.headers.replaceOrAdd(name: name, value: value)
                     }
-                    promise.succeed(.respond(response))
+                    let answer = response
+                    Observation.run(plugin, request, response: answer, lane: .optimized) {
+                        promise.succeed(.respond(answer))
+                    }
                 }
             case .declined:
                 record()
@@ -158,6 +161,22 @@ struct PluginLaneHandler: BufferedRequestHandler {
     }
 }
 
+/// Shows a finished exchange to the plugin's `on_observe` hook, then lets
+/// the response go: at once, or — when the hook invalidated cache entries and
+/// a shared (Redis) tier must tell the other instances — once they all
+/// dropped their copies (SPEC section 3: a write invalidates what it made
+/// stale before its response is returned, on every instance).
+enum Observation {
+    static func run(_ plugin: LoadedPlugin, _ request: BufferedRequest, response: BufferedResponse, lane: PluginLane,
+                    then send: @escaping @Sendable () -> Void) {
+        let waiter = InvalidationBarrier.collect {
+            plugin.observe(request, identity: CallerIdentity.digest(request.head.headers), response: response, lane: lane)
+        }
+        guard let waiter else { return send() }
+        waiter.whenDone(send)
+    }
+}
+
 /// Legacy-lane answers for plugin-routed requests. When the plugin has an
 /// `on_observe` hook the legacy response is read in full first, shown to the
 /// plugin (so a write can invalidate what it made stale before the client
@@ -171,13 +190,17 @@ enum ObservedLegacy {
         var head = request.head
         head.headers.remove(name: "transfer-encoding")
         let body: ByteBuffer? = request.body.readableBytes > 0 ? request.body : nil
-        return upstream.execute(head, body: body, on: eventLoop).map { response -> BufferedOutcome in
-            plugin.observe(request, identity: CallerIdentity.digest(request.head.headers), response: response, lane: .legacy)
+        return upstream.execute(head, body: body, on: eventLoop).flatMap { response -> EventLoopFuture<BufferedOutcome> in
             var response = response
             for (name, value) in headers {
                 response.headers.replaceOrAdd(name: name, value: value)
             }
-            return .respond(response)
+            let answer = response
+            let observed = eventLoop.makePromise(of: BufferedOutcome.self)
+            Observation.run(plugin, request, response: answer, lane: .legacy) {
+                observed.succeed(.respond(answer))
+            }
+            return observed.futureResult
         }.flatMapErrorThrowing { error in
             if let error = error as? UpstreamError {
                 return .respond(BufferedResponse.error(error.status, code: error.code, message: error.message, headers: headers))

@@ -66,7 +66,7 @@ public final class Runtime: Sendable {
     public let audit: AuditLog
     /// The host's cache (nil with `cache.enabled = false`). Owned here so it
     /// outlives plugin versions. Budget and TTL are read at start.
-    public let cache: CacheStore?
+    public let cache: CacheService?
     private let reported = NIOLockedValueBox([String: String]())
     private let reloadLock = NIOLock()
 
@@ -92,12 +92,7 @@ public final class Runtime: Sendable {
                 $0.snapshot = $0.snapshot.with(percent: percent, optimizedEnabled: !stopped)
             }
         }
-        let cache = config.cache.enabled
-            ? CacheStore(
-                config: CacheConfig(maxBytes: config.cache.maxMemoryBytes, defaultTTL: Double(config.cache.defaultTtlS)),
-                compressionThreshold: config.cache.compressionThresholdBytes
-            )
-            : nil
+        let cache = config.cache.enabled ? Self.makeCache(config, configPath: configPath, environment: environment, logger: logger) : nil
         self.cache = cache
         let services = HostServices(group: group, cache: cache) { state.withLockedValue { $0.snapshot.upstream } }
         self.plugins = PluginRegistry(services: services, stateDirectory: pluginStateDirectory(environment: environment), logger: logger)
@@ -291,9 +286,47 @@ public final class Runtime: Sendable {
         }
     }
 
-    /// Closes upstream connections and retires plugin instances (at shutdown).
+    /// Closes upstream connections, retires plugin instances and saves the
+    /// cache snapshot (at shutdown).
     func shutdown() {
         self.snapshot.upstream.close()
         self.plugins.shutdown()
+        self.saveCacheSnapshot()
+    }
+
+    /// Where the cache snapshot lives, or nil for none (`snapshot_path = "off"`).
+    static func snapshotPath(_ config: Config, configPath: String, environment: [String: String]) -> String? {
+        let configured = config.cache.snapshotPath
+        if configured == "off" { return nil }
+        if !configured.isEmpty { return configured }
+        let directory = (configPath as NSString).deletingLastPathComponent
+        return (directory.isEmpty ? "." : directory) + "/turnout-cache.snapshot"
+    }
+
+    static func makeCache(_ config: Config, configPath: String, environment: [String: String], logger: Logger) -> CacheService {
+        let cacheConfig = CacheConfig(
+            maxBytes: config.cache.maxMemoryBytes,
+            defaultTTL: Double(max(config.cache.defaultTtlS, 1)),
+            staleGrace: Double(config.cache.staleGraceS)
+        )
+        // With Redis the shared tier is the warm source, and a local snapshot
+        // could hold data that writes through other instances made stale
+        // while this one was down: it is not loaded then.
+        let path = config.cache.redis == nil ? snapshotPath(config, configPath: configPath, environment: environment) : nil
+        let store = CacheService.loadStore(from: path, config: cacheConfig, compressionThreshold: config.cache.compressionThresholdBytes, logger: logger)
+        return CacheService(store: store, logger: logger)
+    }
+
+    /// Saves the cache for the next start's warm start (memory-only mode).
+    func saveCacheSnapshot() {
+        let config = self.config
+        guard let cache, config.cache.redis == nil,
+              let path = Self.snapshotPath(config, configPath: self.configPath, environment: self.environment) else { return }
+        do {
+            let bytes = try cache.save(to: path)
+            self.logger.info("cache snapshot saved", metadata: ["path": "\(path)", "bytes": "\(bytes)", "entries": "\(cache.store.stats.entries)"])
+        } catch {
+            self.logger.warning("cache snapshot not saved: \(error)", metadata: ["path": "\(path)"])
+        }
     }
 }

@@ -18,7 +18,7 @@ import Glibc
         let crmPort: Int
         let turnout: TurnoutInstance
 
-        init(pluginConfig: String = "") throws {
+        init(pluginConfig: String = "", cache: String = "") throws {
             let (crm, crmPort) = try startDemoCRM()
             self.crm = crm
             self.crmPort = crmPort
@@ -29,6 +29,9 @@ import Glibc
 
                 [fallback]
                 latency_budget_ms = 2000
+
+                [cache]
+                \(cache)
 
                 [[plugin]]
                 name = "message-cache"
@@ -231,7 +234,7 @@ import Glibc
         nonisolated(unsafe) var statuses: [Int] = []
         nonisolated(unsafe) var bodies: [String] = []
         let group = DispatchGroup()
-        for _ in 0..<20 {
+        for _ in 0..<100 {
             group.enter()
             Thread.detachNewThread {
                 defer { group.leave() }
@@ -246,7 +249,7 @@ import Glibc
         try s.crmControl(#"{"latency_ms":0}"#)
         results.lock()
         defer { results.unlock() }
-        #expect(statuses.count == 20)
+        #expect(statuses.count == 100)
         #expect(statuses.allSatisfy { $0 == 200 })
         #expect(bodies.allSatisfy { $0 == "popular" })
         #expect(try s.crmCount("GET /api/messages/{id}") == before + 1)
@@ -259,5 +262,95 @@ import Glibc
         #expect(try s.get("/api/messages/\(id)", tenantA).headers["x-cache"] == "HIT")
         usleep(2_200_000)
         #expect(try s.get("/api/messages/\(id)", tenantA).headers["x-cache"] == "MISS")
+    }
+
+    /// The race that bit trino#22285, reproduced deterministically: a read
+    /// fetches the message, the legacy API holds its answer back, a write
+    /// through Turnout changes the message and is acknowledged, then the read's
+    /// (now stale) answer arrives. The fence keeps it out of the cache.
+    @Test func fillRacingAWriteIsNotStored() throws {
+        let s = try Setup()
+        let id = try s.create(tenantA, conversation: 4, body: "before")
+        try s.crmControl(#"{"read_delay_ms": 800}"#)
+        let port = s.turnout.port
+        let auth = tenantA
+        let slowRead = Background { try? HTTPClient(port: port).request(path: "/api/messages/\(id)", headers: [auth]) }
+        usleep(250_000)  // the read has fetched "before" and waits
+        let put = try s.update(tenantA, id: id, body: "after")
+        #expect(put.status == 200)
+        let raced = try #require(slowRead.wait(timeout: 10) ?? nil)
+        #expect(raced.status == 200)
+        #expect(try raced.json().string("body") == "before")  // concurrent with the write: either is right
+        try s.crmControl(#"{"read_delay_ms": 0}"#)
+        let next = try s.get("/api/messages/\(id)", tenantA)
+        #expect(next.headers["x-cache"] == "MISS", "the raced fill must not have been stored")
+        #expect(try next.json().string("body") == "after")
+        #expect(try s.get("/api/messages/\(id)", tenantA).headers["x-cache"] == "HIT")
+    }
+
+    @Test func staleIfErrorServesAnExpiredCopyMarkedStale() throws {
+        let s = try Setup(pluginConfig: "[plugin.config]\nttl_s = 1", cache: "stale_grace_s = 60")
+        let id = try s.create(tenantA, conversation: 6, body: "kept")
+        let other = try s.create(tenantA, conversation: 6, body: "never read")
+        #expect(try s.get("/api/messages/\(id)", tenantA).headers["x-cache"] == "MISS")
+        usleep(1_300_000)  // past the TTL, inside the grace
+        try s.crmControl(#"{"error_rate": 1}"#)
+        let stale = try s.get("/api/messages/\(id)", tenantA)
+        #expect(stale.status == 200)
+        #expect(stale.headers["x-cache"] == "STALE")
+        #expect(try stale.json().string("body") == "kept")
+        // Nothing cached for the other message: the legacy error shows.
+        #expect(try s.get("/api/messages/\(other)", tenantA).status == 500)
+        // Another tenant never gets tenant A's stale copy.
+        #expect(try s.get("/api/messages/\(id)", tenantB).status == 500)
+        try s.crmControl(#"{"error_rate": 0}"#)
+        let fresh = try s.get("/api/messages/\(id)", tenantA)
+        #expect(fresh.headers["x-cache"] == "MISS")
+        #expect(fresh.status == 200)
+    }
+
+    @Test func snapshotOnShutdownWarmsTheNextStart() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("turnout-snap-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let snapshot = directory.appendingPathComponent("cache.snapshot").path
+        let (crm, crmPort) = try startDemoCRM()
+        defer { crm.terminate() }
+        func start() throws -> TurnoutInstance {
+            try TurnoutInstance(config: proxyConfig(upstreamPort: crmPort, extra: """
+            [rollout]
+            percent = 100
+            [cache]
+            snapshot_path = "\(snapshot)"
+            [[plugin]]
+            name = "message-cache"
+            path = "\(try binary("libTurnoutMessageCache.so").path)"
+            routes = ["GET /api/messages", "GET /api/messages/*"]
+            """))
+        }
+        let crmClient = try HTTPClient(port: crmPort)
+        let created = try crmClient.request(method: "POST", path: "/api/messages", headers: [tenantA, ("Content-Type", "application/json")],
+                                            body: Array(#"{"conversation_id":8,"from":"a","to":"b","body":"warm"}"#.utf8))
+        crmClient.close()
+        let id = try #require(try created.json().string("id"))
+        let first = try start()
+        #expect(try first.request(path: "/api/messages/\(id)", headers: [tenantA]).headers["x-cache"] == "MISS")
+        first.process.signal(SIGTERM)
+        #expect(first.process.waitForExit(timeout: 15) == 0)
+        #expect(FileManager.default.fileExists(atPath: snapshot))
+
+        let second = try start()
+        let warm = try second.request(path: "/api/messages/\(id)", headers: [tenantA])
+        #expect(warm.headers["x-cache"] == "HIT", "warm start from the snapshot")
+        #expect(try warm.json().string("body") == "warm")
+        second.process.signal(SIGTERM)
+        #expect(second.process.waitForExit(timeout: 15) == 0)
+
+        // A truncated snapshot is ignored with a warning; the proxy serves.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: snapshot))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: snapshot))
+        let third = try start()
+        #expect(try third.request(path: "/api/messages/\(id)", headers: [tenantA]).headers["x-cache"] == "MISS")
+        #expect(third.process.logText().contains("cache snapshot ignored"))
     }
 }

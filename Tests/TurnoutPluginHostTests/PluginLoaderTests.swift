@@ -1,5 +1,6 @@
 // Loading real shared libraries: the C plugin c-echo and the failure
 // fixtures, and files that are not plugins at all (the SIGBUS cases).
+import CTurnoutPluginABI
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -228,7 +229,7 @@ struct PluginLoaderTests {
     @Test("a plugin built for ABI 99 is refused before any hook runs")
     func wrongABI() throws {
         let path = try TestSupport.library(product: "FixtureWrongABI", source: "Plugins/Fixtures/WrongABI/wrong_abi.c", in: dir)
-        expectRefused("fixture-wrong-abi", path, kind: .abiMismatch, containing: "built for plugin ABI 99.0 but this Turnout speaks ABI 1.0")
+        expectRefused("fixture-wrong-abi", path, kind: .abiMismatch, containing: "built for plugin ABI 99.0 but this Turnout speaks ABI \(TURNOUT_ABI_MAJOR).\(TURNOUT_ABI_MINOR)")
     }
 
     @Test("a plugin whose init fails is refused with the plugin's own message")

@@ -38,7 +38,7 @@ extern "C" {
 
 /** ABI version. A different major is refused; a newer minor is accepted. */
 #define TURNOUT_ABI_MAJOR 1u
-#define TURNOUT_ABI_MINOR 0u
+#define TURNOUT_ABI_MINOR 1u
 /** The one symbol a plugin exports. */
 #define TURNOUT_PLUGIN_ENTRY_SYMBOL "turnout_plugin_entry_v1"
 
@@ -115,6 +115,11 @@ typedef enum turnout_log_level {
 /** Receives bytes lent for the duration of the call. */
 typedef void (*turnout_bytes_sink)(void *user, turnout_bytes value);
 
+/** Completion of `cache_fetch` (ABI 1.1). Called exactly once, on any
+ *  thread. `found` is 1 on a hit (then `value` is the value, borrowed for the
+ *  call) and 0 on a miss. */
+typedef void (*turnout_fetch_callback)(void *user, int32_t found, turnout_bytes value);
+
 /** Completion of `legacy_call`. Called exactly once, on any thread.
  *  `error` is 0 on success (then `response` is set, borrowed for the call)
  *  or non-zero when the legacy API could not be reached or timed out (then
@@ -179,6 +184,43 @@ typedef struct turnout_host_v1 {
     /** The plugin's `[plugin.config]` table as a JSON object, via `sink`
      *  (synchronously). */
     void (*config_json)(void *host_ctx, turnout_bytes_sink sink, void *user);
+
+    /* ---- ABI 1.1: present when struct_size >= offsetof(.., cache_fill_check) + sizeof(void *).
+     *      A plugin built for 1.1 checks struct_size before calling these. ---- */
+
+    /** For stale-if-error, after the legacy API failed: like `cache_get`, but
+     *  also answers from an entry whose TTL ran out less than the stale grace
+     *  ago. Returns 1 (fresh) or 2 (stale) after calling `sink` once,
+     *  synchronously; 0 when there is nothing. Local memory only. */
+    int32_t (*cache_get_stale)(void *host_ctx, turnout_bytes key, turnout_bytes_sink sink, void *user);
+    /** Looks `key` up in every tier: local memory, then (with `cache.redis`)
+     *  the shared Redis tier. Calls `callback(user, …)` exactly once:
+     *  synchronously on a local hit or miss without Redis, otherwise later
+     *  from any thread. A Redis hit is copied into local memory. Never waits
+     *  on a Redis that is down: that is a miss. */
+    void (*cache_fetch)(void *host_ctx, turnout_bytes key, turnout_fetch_callback callback, void *user);
+    /** Starts a fenced fill of `key`: call BEFORE asking the legacy API.
+     *  Returns a ticket for `cache_fill_commit`/`cache_fill_cancel`, or 0
+     *  when the cache is disabled. */
+    uint64_t (*cache_fill_begin)(void *host_ctx, turnout_bytes key);
+    /** Stores the fill (value copied) only if nothing invalidated its key,
+     *  one of `tags`, or a pattern matching it since `cache_fill_begin` — on
+     *  this instance or, with Redis, another — so a fill that read the legacy
+     *  API before a write can never store what the write made stale.
+     *  Returns 1 if stored, 0 if not (fenced off, refused, unknown ticket).
+     *  A ticket commits at most once. */
+    int32_t (*cache_fill_commit)(void *host_ctx, uint64_t ticket, turnout_bytes value, uint32_t ttl_s,
+                                 const turnout_bytes *tags, size_t tag_count);
+    /** Abandons a fill (the legacy API failed, or the answer is not to be
+     *  cached). */
+    void (*cache_fill_cancel)(void *host_ctx, uint64_t ticket);
+    /** Returns 1 when nothing that would fence the fill off (an invalidation
+     *  of its key, one of `tags`, or a matching pattern, here or on another
+     *  instance) happened since `cache_fill_begin`, else 0. Does not use up
+     *  the ticket. Lets a plugin that shares one legacy answer among
+     *  concurrent readers tell whether a write came in meanwhile (then the
+     *  readers that joined late must not get the shared answer). */
+    int32_t (*cache_fill_check)(void *host_ctx, uint64_t ticket, const turnout_bytes *tags, size_t tag_count);
 } turnout_host_v1;
 
 /**

@@ -84,3 +84,21 @@ public func eventually(timeout: Double = 10, _ condition: () throws -> Bool) ret
     }
     return try condition()
 }
+
+/// Runs `work` on its own thread; `wait` returns its result (nil on timeout).
+public final class Background<T>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: T?
+
+    public init(_ work: @escaping @Sendable () -> T) {
+        Thread.detachNewThread {
+            self.result = work()
+            self.done.signal()
+        }
+    }
+
+    public func wait(timeout: Double) -> T? {
+        guard done.wait(timeout: .now() + timeout) == .success else { return nil }
+        return result
+    }
+}

@@ -156,7 +156,9 @@ final class TestHost: @unchecked Sendable {
             cache_get: hostCacheGet, cache_set: hostCacheSet,
             cache_invalidate: hostInvalidate, cache_invalidate_tag: hostInvalidateTag,
             enqueue: hostEnqueue, publish: hostPublish,
-            log: hostLog, count: hostCount, config_json: hostConfigJSON))
+            log: hostLog, count: hostCount, config_json: hostConfigJSON,
+            // ABI 1.1 entries absent: the SDK must fall back as on a 1.0 host.
+            cache_get_stale: nil, cache_fetch: nil, cache_fill_begin: nil, cache_fill_commit: nil, cache_fill_cancel: nil, cache_fill_check: nil))
         table.pointee.host_ctx = Unmanaged.passUnretained(self).toOpaque()
     }
 
