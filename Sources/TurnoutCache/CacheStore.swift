@@ -6,6 +6,7 @@
 // responses (SPEC §3, cache isolation) is the caller's job. Time is always
 // passed in as `now` (monotonic seconds) so every rule here is testable.
 
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -123,9 +124,24 @@ public final class CacheStore: @unchecked Sendable {
         self.compressionThreshold = max(0, compressionThreshold)
     }
 
+    /// Bytes handed to `set`/`commitFill` and bytes stored for them, for
+    /// the compression ratio (values below the threshold count 1:1).
+    private let bytesIn = Atomic<Int>(0)
+    private let bytesStored = Atomic<Int>(0)
+
+    /// stored / given over every value written so far (1 = no gain; 0.15 =
+    /// values shrank to 15 %).
+    public var compressionRatio: Double {
+        let given = bytesIn.load(ordering: .relaxed)
+        return given > 0 ? Double(bytesStored.load(ordering: .relaxed)) / Double(given) : 1
+    }
+
     /// Stored form of a value (see `ValueCodec`); identity when compression is off.
     private func encode(_ value: [UInt8]) -> [UInt8] {
-        self.compressionThreshold > 0 ? ValueCodec.encode(value, threshold: self.compressionThreshold) : value
+        let stored = self.compressionThreshold > 0 ? ValueCodec.encode(value, threshold: self.compressionThreshold) : value
+        bytesIn.add(value.count, ordering: .relaxed)
+        bytesStored.add(stored.count, ordering: .relaxed)
+        return stored
     }
 
     private func decode(_ hit: CacheHit?) -> CacheHit? {

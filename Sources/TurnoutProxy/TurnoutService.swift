@@ -67,8 +67,10 @@ public final class TurnoutService: Service, Sendable {
         watcher.start()
         let runtime = self.runtime
         let loop = runtime.group.next()
+        let sampler = ServiceMetricsSampler()
         let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             runtime.rollout.tick(percent: runtime.percent)
+            runtime.sampleMetrics(sampler)
         }
         runtime.checkLegacyHealth()
         let healthChecks = loop.scheduleRepeatedTask(initialDelay: self.healthInterval, delay: self.healthInterval) { _ in

@@ -353,4 +353,31 @@ import Glibc
         #expect(try third.request(path: "/api/messages/\(id)", headers: [tenantA]).headers["x-cache"] == "MISS")
         #expect(third.process.logText().contains("cache snapshot ignored"))
     }
+
+    /// The value of an unlabelled series in Prometheus text, or nil.
+    static func metric(_ text: String, _ name: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.split(separator: " ").last ?? "")
+        }
+        return nil
+    }
+
+    @Test func cacheMetricsMoveWithTraffic() throws {
+        let s = try Setup()
+        let id = try s.create(tenantA, conversation: 9, body: "counted")
+        let text = { (try? s.turnout.request(path: "/metrics").text) ?? "" }
+        // The sampler runs every second; wait for a first sample.
+        #expect(eventually(timeout: 5) { Self.metric(text(), "turnout_cache_bytes") != nil })
+        let hitsBefore = Self.metric(text(), "turnout_cache_hits_total") ?? 0
+        let missesBefore = Self.metric(text(), "turnout_cache_misses_total") ?? 0
+        _ = try s.get("/api/messages/\(id)", tenantA)
+        for _ in 0..<3 { _ = try s.get("/api/messages/\(id)", tenantA) }
+        #expect(eventually(timeout: 5) {
+            (Self.metric(text(), "turnout_cache_hits_total") ?? 0) >= hitsBefore + 3
+                && (Self.metric(text(), "turnout_cache_misses_total") ?? 0) >= missesBefore + 1
+        })
+        #expect((Self.metric(text(), "turnout_cache_entries") ?? 0) >= 1)
+        #expect((Self.metric(text(), "turnout_cache_bytes") ?? 0) > 0)
+        #expect((Self.metric(text(), "turnout_process_resident_memory_bytes") ?? 0) > 1_000_000)
+    }
 }
