@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "TurnoutTestbedV2", type: .dynamic, targets: ["TestbedPluginV2"]),
         .library(name: "TurnoutCEcho", type: .dynamic, targets: ["CEchoPlugin"]),
         .library(name: "TurnoutMessageCache", type: .dynamic, targets: ["MessageCachePlugin"]),
+        .library(name: "TurnoutMessageCoordinator", type: .dynamic, targets: ["MessageCoordinatorPlugin"]),
         // Fixtures for the loader's failure modes.
         .library(name: "FixtureMissingEntry", type: .dynamic, targets: ["FixtureMissingEntry"]),
         .library(name: "FixtureWrongABI", type: .dynamic, targets: ["FixtureWrongABI"]),
@@ -65,6 +66,7 @@ let package = Package(
         .target(name: "PassthroughPlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/Passthrough"),
         .target(name: "TestbedPlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/Testbed"),
         .target(name: "MessageCachePlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/MessageCache"),
+        .target(name: "MessageCoordinatorPlugin", dependencies: ["TurnoutPluginKit"], path: "Plugins/MessageCoordinator"),
         .target(name: "TestbedPluginV2", dependencies: ["TurnoutPluginKit"], path: "Plugins/TestbedV2"),
         .target(name: "CEchoPlugin", dependencies: ["CTurnoutPluginABI"], path: "Plugins/CEcho"),
         .target(name: "FixtureMissingEntry", dependencies: ["CTurnoutPluginABI"], path: "Plugins/Fixtures/MissingEntry"),
@@ -74,18 +76,23 @@ let package = Package(
         .target(name: "TurnoutRouting", dependencies: ["TurnoutConfig"]),
         // Rollout decisions as pure values: sliding window, rollback policy, migration machine, retry budget.
         .target(name: "TurnoutRollout", dependencies: ["TurnoutConfig"]),
-        // The cache store: byte budget, LRU, TTL, tags, fenced fills, stale-if-error, snapshots. Pure.
+        // The cache: the store (byte budget, LRU, TTL, tags, fenced fills, stale-if-error, snapshots; pure)
+        // and the service around it (fill tickets, the Redis tier, cross-instance invalidation).
         .target(
             name: "TurnoutCache",
-            dependencies: ["CZlib", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CZlib", "TurnoutRedis", .product(name: "Logging", package: "swift-log")]
         ),
+        // hiredis from Debian's libhiredis-dev (make installs it).
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // Redis client: one pipelined command connection per RedisClient on its own thread, pub/sub subscriber.
+        .target(name: "TurnoutRedis", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")]),
         // zlib from Debian's zlib1g-dev (make installs it).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Composition: config snapshots and reload, local endpoints, the serving Service.
         .target(
             name: "TurnoutProxy",
             dependencies: [
-                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout", "TurnoutCache",
+                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout", "TurnoutCache", "TurnoutRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -159,6 +166,7 @@ let package = Package(
         .testTarget(name: "TurnoutRoutingTests", dependencies: ["TurnoutRouting", "TurnoutConfig"]),
         .testTarget(name: "TurnoutRolloutTests", dependencies: ["TurnoutRollout", "TurnoutConfig"]),
         .testTarget(name: "TurnoutCacheTests", dependencies: ["TurnoutCache"]),
+        .testTarget(name: "TurnoutRedisTests", dependencies: ["TurnoutRedis", "CHiredis"]),
         .testTarget(
             name: "TurnoutIntegrationTests",
             dependencies: []

@@ -490,6 +490,32 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .drop:
             self.state = .closed
             context.close(promise: nil)
+        case .events:
+            self.receiveEvents(context, request, body: body)
+        case .readEvents:
+            let log = self.shared.events.withLockedValue { $0 }
+            var out = context.channel.allocator.buffer(capacity: 256)
+            out.writeStaticString("{\"events\":")
+            out.writeJSONInt(log.events)
+            out.writeStaticString(",\"rejected\":")
+            out.writeJSONInt(log.rejected)
+            out.writeStaticString(",\"batch_sizes\":[")
+            for (index, batch) in log.batches.enumerated() {
+                if index > 0 { out.writeStaticString(",") }
+                out.writeJSONInt(batch.count)
+            }
+            out.writeStaticString("],\"types\":[")
+            var first = true
+            for batch in log.batches {
+                for event in batch {
+                    guard case .object(let fields) = event, case .string(let type)? = fields["type"] else { continue }
+                    if !first { out.writeStaticString(",") }
+                    first = false
+                    out.writeJSONString(type)
+                }
+            }
+            out.writeStaticString("]}")
+            self.respond(context, request, status: .ok, body: out)
         case .methodNotAllowed(let allow):
             self.respondError(
                 context, request, .methodNotAllowed, "method_not_allowed",
@@ -497,6 +523,37 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         default:
             self.respondError(context, request, .notFound, "not_found", "no such endpoint")
         }
+    }
+
+    /// `POST /__crm/events` `{"events":[...]}`: records the batch (or 503s
+    /// while `events_fail` is set, to drill retries and dead letters).
+    private func receiveEvents(_ context: ChannelHandlerContext, _ request: Request, body: ByteBuffer?) {
+        if self.shared.control.withLockedValue({ $0.eventsFail }) {
+            self.shared.events.withLockedValue { $0.rejected += 1 }
+            self.respondError(context, request, .serviceUnavailable, "consumer_down", "the events consumer is failing on purpose (events_fail)")
+            return
+        }
+        let object: [String: JSONValue]
+        switch parseObject(body) {
+        case .success(let value): object = value
+        case .failure(let problem):
+            self.respondError(context, request, .badRequest, "bad_request", problem.message, field: problem.field)
+            return
+        }
+        guard case .array(let events)? = object["events"] else {
+            self.respondError(context, request, .badRequest, "bad_request", "field 'events' must be an array", field: "events")
+            return
+        }
+        self.shared.events.withLockedValue { log in
+            log.batches.append(events)
+            if log.batches.count > EventLog.keep { log.batches.removeFirst(log.batches.count - EventLog.keep) }
+            log.events += events.count
+        }
+        var out = context.channel.allocator.buffer(capacity: 24)
+        out.writeStaticString("{\"accepted\":")
+        out.writeJSONInt(events.count)
+        out.writeStaticString("}")
+        self.respond(context, request, status: .ok, body: out)
     }
 
     private func updateControl(_ context: ChannelHandlerContext, _ request: Request, body: ByteBuffer?) {
@@ -510,8 +567,14 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var latency: Int?
         var errorRate: Double?
         var readDelay: Int?
+        var eventsFail: Bool?
         for (name, value) in object {
             switch (name, value) {
+            case ("events_fail", .bool(let fail)):
+                eventsFail = fail
+            case ("events_fail", _):
+                self.respondError(context, request, .badRequest, "bad_request", "field 'events_fail' must be a boolean", field: name)
+                return
             case ("read_delay_ms", .int(let ms)) where ms >= 0 && ms <= 600_000:
                 readDelay = ms
             case ("read_delay_ms", _):
@@ -544,6 +607,7 @@ final class RequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let latency { control.latencyMs = latency }
             if let errorRate { control.errorRate = errorRate }
             if let readDelay { control.readDelayMs = readDelay }
+            if let eventsFail { control.eventsFail = eventsFail }
         }
         self.respond(context, request, status: .ok, body: self.controlJSON(allocator: context.channel.allocator))
     }

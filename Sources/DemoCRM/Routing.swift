@@ -21,6 +21,9 @@ enum CRMRoute: Equatable, Sendable {
     case slow
     case status
     case drop
+    /// `POST /__crm/events`: a consumer of Turnout's coordinator events.
+    case events
+    case readEvents
     case notFound
     case methodNotAllowed(allow: String)
 
@@ -106,6 +109,10 @@ enum CRMRouter {
                 return (.status, key)
             case "drop":
                 return (.drop, key)
+            case "events":
+                if method == .POST { return (.events, key) }
+                if isGet { return (.readEvents, key) }
+                return (.methodNotAllowed(allow: "GET, HEAD, POST"), key)
             default:
                 break
             }

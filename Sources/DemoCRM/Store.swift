@@ -164,11 +164,23 @@ struct CRMControl: Sendable {
     /// `GET /api/messages/{id}` reads the message at once but answers this
     /// much later: the drill for a read that races a write (fenced fills).
     var readDelayMs = 0
+    /// `POST /__crm/events` answers 503 (the consumer is down) while set.
+    var eventsFail = false
+}
+
+/// What `POST /__crm/events` received: batches in arrival order.
+struct EventLog: Sendable {
+    var batches: [[JSONValue]] = []
+    var events = 0
+    var rejected = 0
+    /// The newest batches only (bounded memory).
+    static let keep = 1000
 }
 
 /// Everything the connections of one server share, each part under its own lock.
 final class CRMState: Sendable {
     let store = NIOLockedValueBox(MessageStore())
+    let events = NIOLockedValueBox(EventLog())
     let stats = NIOLockedValueBox(CRMStats())
     let control: NIOLockedValueBox<CRMControl>
     let connectionsOpen = NIOLockedValueBox(0)

@@ -2,7 +2,7 @@
 
 extension Config {
     /// Keys whose change cannot be applied to a running listener.
-    public static let restartRequiredKeys: Set<String> = ["server.listen", "server.tls_cert", "server.tls_key"]
+    public static let restartRequiredKeys: Set<String> = ["server.listen", "server.tls_cert", "server.tls_key", "cache.redis"]
 
     /// The dotted keys whose values differ from `other`, in SPEC order, e.g.
     /// `["server.listen", "rollout.percent", "plugin[message-cache].routes"]`.

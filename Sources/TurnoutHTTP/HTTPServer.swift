@@ -15,12 +15,36 @@ public struct ListenerOptions: Sendable {
     /// Header limits; over them → 431.
     public var maxHeaderBytes: Int
 
-    public init(host: String, port: Int, tls: NIOSSLContext? = nil, idleTimeout: TimeAmount, maxHeaderBytes: Int = 80 * 1024) {
+    /// Protocol upgrades offered on every connection (the push hub's
+    /// WebSocket), made per connection; nil = no upgrade handler at all.
+    /// A request that does not upgrade reaches the router as usual.
+    public var upgraders: (@Sendable () -> [any HTTPServerProtocolUpgrader & Sendable])?
+
+    public init(host: String, port: Int, tls: NIOSSLContext? = nil, idleTimeout: TimeAmount, maxHeaderBytes: Int = 80 * 1024,
+                upgraders: (@Sendable () -> [any HTTPServerProtocolUpgrader & Sendable])? = nil) {
         self.host = host
         self.port = port
         self.tls = tls
         self.idleTimeout = idleTimeout
         self.maxHeaderBytes = maxHeaderBytes
+        self.upgraders = upgraders
+    }
+}
+
+/// Names of Turnout's own per-connection handlers, so an upgrade (WebSocket)
+/// can take them out of the pipeline.
+public enum ServerHandlerNames {
+    public static let idle = "turnout.idle"
+    public static let protocolErrors = "turnout.protocol-errors"
+    public static let proxy = "turnout.proxy"
+
+    /// Removes Turnout's HTTP handlers after an upgrade (NIO removes its own
+    /// codec handlers itself).
+    public static func removeAfterUpgrade(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let pipeline = channel.pipeline
+        return pipeline.removeHandler(name: proxy)
+            .flatMap { pipeline.removeHandler(name: protocolErrors) }
+            .flatMap { pipeline.removeHandler(name: idle) }
     }
 }
 
@@ -113,21 +137,27 @@ public final class HTTPServer: Sendable {
         // Read inactivity only: a write timeout here would attach a promise to
         // every write. Stalled readers are caught by ProxyHandler's
         // writability timer instead.
-        try sync.addHandler(IdleStateHandler(readTimeout: options.idleTimeout))
+        try sync.addHandler(IdleStateHandler(readTimeout: options.idleTimeout), name: ServerHandlerNames.idle)
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = options.maxHeaderBytes
         limits.maxHeaderFieldSize = options.maxHeaderBytes
+        // The upgrade handler removes itself after the first request that
+        // does not upgrade, so keep-alive traffic does not pay for it.
+        let upgrade: NIOHTTPServerUpgradeSendableConfiguration? = options.upgraders.map { make in
+            (upgraders: make(), completionHandler: { _ in })
+        }
         try sync.configureHTTPServerPipeline(
             withPipeliningAssistance: true,
-            withServerUpgrade: nil,
+            withServerUpgrade: upgrade,
             withErrorHandling: false,
             withOutboundHeaderValidation: false,
             withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits
         )
-        try sync.addHandler(ProtocolErrorHandler())
+        try sync.addHandler(ProtocolErrorHandler(), name: ServerHandlerNames.protocolErrors)
         let info = ConnectionInfo(remoteAddress: channel.remoteAddress, isTLS: options.tls != nil)
-        try sync.addHandler(ProxyHandler(router: router, connectionInfo: info, idleTimeout: options.idleTimeout, logger: logger))
+        try sync.addHandler(ProxyHandler(router: router, connectionInfo: info, idleTimeout: options.idleTimeout, logger: logger),
+                            name: ServerHandlerNames.proxy)
     }
 
     private func register(_ channel: any Channel) {

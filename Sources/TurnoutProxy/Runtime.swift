@@ -67,6 +67,8 @@ public final class Runtime: Sendable {
     /// The host's cache (nil with `cache.enabled = false`). Owned here so it
     /// outlives plugin versions. Budget and TTL are read at start.
     public let cache: CacheService?
+    /// The Redis connection (nil without `cache.redis`).
+    let redis: RedisLink?
     private let reported = NIOLockedValueBox([String: String]())
     private let reloadLock = NIOLock()
 
@@ -94,6 +96,15 @@ public final class Runtime: Sendable {
         }
         let cache = config.cache.enabled ? Self.makeCache(config, configPath: configPath, environment: environment, logger: logger) : nil
         self.cache = cache
+        // Redis (cache.redis): the shared tier and the cross-instance channel.
+        // Read at start; changing it needs a restart.
+        let redis = config.cache.redis.map { RedisLink(url: $0, logger: logger) }
+        self.redis = redis
+        if let redis, let cache {
+            redis.tier.attach(apply: { cache.applyRemote($0) }, resync: { cache.store.removeAll() })
+            cache.setTier(redis.tier)
+        }
+        redis?.start()
         let services = HostServices(group: group, cache: cache) { state.withLockedValue { $0.snapshot.upstream } }
         self.plugins = PluginRegistry(services: services, stateDirectory: pluginStateDirectory(environment: environment), logger: logger)
         self.loadPlugins(config.plugins)
@@ -292,6 +303,7 @@ public final class Runtime: Sendable {
         self.snapshot.upstream.close()
         self.plugins.shutdown()
         self.saveCacheSnapshot()
+        self.redis?.close()
     }
 
     /// Where the cache snapshot lives, or nil for none (`snapshot_path = "off"`).

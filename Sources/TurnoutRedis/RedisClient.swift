@@ -174,7 +174,7 @@ final class ClientCore: @unchecked Sendable {
 
     func start() {
         let thread = Thread { [self] in run() }
-        thread.name = "turnout-redis \(endpoint)"
+        thread.name = "redis-cmd"  // Linux caps thread names at 15 bytes
         withLock { $0.worker = thread }
         thread.start()
     }

@@ -147,7 +147,7 @@ final class SubscriberCore: @unchecked Sendable {
 
     func start() {
         let thread = Thread { [self] in run() }
-        thread.name = "turnout-redis-sub \(endpoint)"
+        thread.name = "redis-sub"  // Linux caps thread names at 15 bytes
         withLock { $0.worker = thread }
         thread.start()
     }

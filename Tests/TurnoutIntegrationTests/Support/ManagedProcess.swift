@@ -208,3 +208,14 @@ public func startDemoCRM(args: [String] = []) throws -> (ManagedProcess, Int) {
     }
     return (process, port)
 }
+
+/// Starts a real `redis-server` on a free port (no persistence) and waits
+/// until it accepts connections. `port` reuses a port (a restart drill).
+public func startRedis(port: Int? = nil) throws -> (ManagedProcess, Int) {
+    let path = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    guard let path else { throw HarnessError("redis-server is not installed (make test installs it with apt-get)") }
+    let port = try port ?? freePort()
+    let process = try ManagedProcess(path, arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    try process.waitForPort(port, timeout: 10)
+    return (process, port)
+}
