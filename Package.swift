@@ -88,11 +88,16 @@ let package = Package(
         .target(name: "TurnoutRedis", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")]),
         // zlib from Debian's zlib1g-dev (make installs it).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The performance monitor's logic: samples, the history ring, alerts with hysteresis, top-K clients,
+        // health, the metrics JSON and the dashboard page. Pure (time is passed in).
+        .target(name: "TurnoutMonitor"),
+        // The coordinator's event queue (batches, retries, dead letters) and the idempotency store.
+        .target(name: "TurnoutCoordination", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Composition: config snapshots and reload, local endpoints, the serving Service.
         .target(
             name: "TurnoutProxy",
             dependencies: [
-                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout", "TurnoutCache", "TurnoutRedis",
+                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout", "TurnoutCache", "TurnoutRedis", "TurnoutMonitor", "TurnoutCoordination",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -107,7 +112,7 @@ let package = Package(
         .target(
             name: "TurnoutAdmin",
             dependencies: [
-                "TurnoutProxy", "TurnoutHTTP", "TurnoutRollout", "TurnoutCache",
+                "TurnoutProxy", "TurnoutHTTP", "TurnoutRollout", "TurnoutCache", "TurnoutMonitor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
@@ -167,6 +172,8 @@ let package = Package(
         .testTarget(name: "TurnoutRolloutTests", dependencies: ["TurnoutRollout", "TurnoutConfig"]),
         .testTarget(name: "TurnoutCacheTests", dependencies: ["TurnoutCache"]),
         .testTarget(name: "TurnoutRedisTests", dependencies: ["TurnoutRedis", "CHiredis"]),
+        .testTarget(name: "TurnoutMonitorTests", dependencies: ["TurnoutMonitor"]),
+        .testTarget(name: "TurnoutCoordinationTests", dependencies: ["TurnoutCoordination"]),
         .testTarget(
             name: "TurnoutIntegrationTests",
             dependencies: []

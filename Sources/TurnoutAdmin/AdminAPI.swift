@@ -8,6 +8,7 @@ import NIOCore
 import NIOHTTP1
 import TurnoutCache
 import TurnoutHTTP
+import TurnoutMonitor
 import TurnoutProxy
 
 /// The admin API (SPEC section 4).
@@ -19,7 +20,11 @@ public struct AdminAPI: AdminEndpoints {
     }
 
     public func route(_ head: HTTPRequestHead, path: Substring, connection: ConnectionInfo) -> RouteDecision? {
-        if let denied = Self.authorize(head, token: self.runtime.config.server.adminToken) {
+        let token = self.runtime.config.server.adminToken
+        if head.method == .GET, path == "/api/optimized/dashboard" {
+            return Self.dashboard(head, token: token)
+        }
+        if let denied = Self.authorize(head, token: token) {
             return .reject(denied)
         }
         let actor = "admin@\(connection.remoteIP)"
@@ -28,7 +33,11 @@ public struct AdminAPI: AdminEndpoints {
         case (.GET, "/api/optimized"):
             return .buffered(Handler { _ in .json(.ok, StatusDocument.render(runtime)) })
         case (.GET, "/api/optimized/metrics"):
-            return .buffered(Handler { _ in .json(.ok, StatusDocument.metrics(runtime)) })
+            let query = head.uri.firstIndex(of: "?").map { head.uri[head.uri.index(after: $0)...] }
+            return .buffered(Handler { _ in
+                BufferedResponse(status: .ok, headers: ["content-type": "application/json", "cache-control": "no-store"],
+                                 body: ByteBuffer(bytes: runtime.metricsJSON(query: query)))
+            })
         case (.PUT, "/api/optimized/rollout"):
             return .buffered(Handler { request in
                 do throws(JSONBody.Problem) {
@@ -123,11 +132,47 @@ public struct AdminAPI: AdminEndpoints {
         return nil
     }
 
-    /// nil when the request carries the admin token; else the error response.
-    /// An empty token disables the admin API (404 that says so).
+    /// The dashboard page. The token may come once as `?token=`: it is then
+    /// set as an HttpOnly, SameSite=Strict cookie scoped to /api/optimized,
+    /// and the page's own API calls carry it.
+    static func dashboard(_ head: HTTPRequestHead, token: String) -> RouteDecision {
+        var cookie: String?
+        if let query = head.uri.firstIndex(of: "?").map({ head.uri[head.uri.index(after: $0)...] }) {
+            for pair in query.split(separator: "&") where pair.hasPrefix("token=") {
+                let given = String(pair.dropFirst("token=".count)).removingPercentEncoding ?? ""
+                if !token.isEmpty, constantTimeEqual(Array(given.utf8), Array(token.utf8)) { cookie = given }
+            }
+        }
+        if cookie == nil, let denied = authorize(head, token: token) {
+            return .reject(denied)
+        }
+        var headers: HTTPHeaders = [
+            "content-type": "text/html; charset=utf-8", "cache-control": "no-store",
+            "content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            "x-frame-options": "DENY", "referrer-policy": "no-referrer",
+        ]
+        if let cookie {
+            headers.add(name: "set-cookie", value: "\(cookieName)=\(cookie); Path=/api/optimized; HttpOnly; SameSite=Strict")
+        }
+        return .reject(BufferedResponse(status: .ok, headers: headers, body: ByteBuffer(bytes: Dashboard.bytes)))
+    }
+
+    static let cookieName = "turnout_admin"
+
+    /// nil when the request carries the admin token (Authorization: Bearer,
+    /// or the dashboard's cookie); else the error response. An empty token
+    /// disables the admin API (404 that says so).
     static func authorize(_ head: HTTPRequestHead, token: String) -> BufferedResponse? {
         guard !token.isEmpty else {
             return .error(.notFound, code: "admin_disabled", message: "the admin API is disabled; set server.admin_token (or TURNOUT_SERVER_ADMIN_TOKEN) to enable it")
+        }
+        if let cookies = head.headers.first(name: "cookie") {
+            for part in cookies.split(separator: ";") {
+                let pair = part.drop(while: { $0 == " " })
+                if pair.hasPrefix("\(cookieName)="), constantTimeEqual(Array(pair.dropFirst(cookieName.count + 1).utf8), Array(token.utf8)) {
+                    return nil
+                }
+            }
         }
         guard let header = head.headers.first(name: "authorization") else {
             return .error(.unauthorized, code: "unauthorized", message: "send Authorization: Bearer <server.admin_token>",

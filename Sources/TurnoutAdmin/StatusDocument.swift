@@ -29,9 +29,11 @@ enum StatusDocument {
         } else {
             integration = "running"
         }
-        var services = ["pushNotifications", "coordination", "monitoring"].map {
+        var services = ["pushNotifications"].map {
             "\(JSONText.quote($0)):{\"state\":\"stopped\",\"reason\":\"not built yet\"}"
         }
+        services.append(runtime.coordinationStatusJSON())
+        services.append(runtime.monitoringStatusJSON())
         if let cache = runtime.cache {
             let s = cache.store.stats
             services.insert(#""cache":{"state":"running","entries":\#(s.entries),"bytes":\#(s.bytesHeld),"max_bytes":\#(s.maxBytes),"hits":\#(s.hits),"misses":\#(s.misses),"stale_hits":\#(s.staleHits),"evictions":\#(s.evictions),"invalidations":\#(s.invalidations),"hit_rate":\#(number(s.hitRate))}"#, at: 0)
@@ -43,9 +45,9 @@ enum StatusDocument {
         let plugin = plugins.map { p in
             #"{"name":\#(JSONText.quote(p.name)),"version":\#(json(p.version)),"path":\#(JSONText.quote(p.path)),"loaded_at":\#(json(p.loadedAt.map(iso))),"sha256":\#(json(p.sha256)),"retired_versions":\#(p.retiredVersions),"in_flight":\#(p.inFlight),"error":\#(json(p.error))}"#
         }.joined(separator: ",")
-        let alerts = rollout.alerts.map {
+        let alerts = (rollout.alerts.map {
             #"{"name":\#(JSONText.quote($0.name)),"message":\#(JSONText.quote($0.message)),"raised_at":\#(JSONText.quote(iso($0.raisedAt)))}"#
-        }.joined(separator: ",")
+        } + runtime.monitorAlertsJSON()).joined(separator: ",")
 
         return """
         {"services":{\(services.joined(separator: ","))},\

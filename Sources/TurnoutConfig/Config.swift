@@ -165,6 +165,12 @@ public struct Config: Sendable, Equatable {
         public var batchIntervalMs = 1000
         /// `retry_attempts` (≥ 0).
         public var retryAttempts = 3
+        /// `sink_url`: where event batches are POSTed as JSON (`{"events":[…]}`);
+        /// nil = no HTTP consumer (with `cache.redis`, events still go to the
+        /// Redis stream `turnout:events`).
+        public var sinkURL: UpstreamURL? = nil
+        /// `idempotency_ttl_s` (≥ 1): how long an Idempotency-Key is remembered.
+        public var idempotencyTtlS = 86_400
 
         public init() {}
     }

@@ -2,7 +2,7 @@
 
 extension Config {
     /// Keys whose change cannot be applied to a running listener.
-    public static let restartRequiredKeys: Set<String> = ["server.listen", "server.tls_cert", "server.tls_key", "cache.redis"]
+    public static let restartRequiredKeys: Set<String> = ["server.listen", "server.tls_cert", "server.tls_key", "cache.redis", "coordination.sink_url", "monitoring.metrics_interval_ms"]
 
     /// The dotted keys whose values differ from `other`, in SPEC order, e.g.
     /// `["server.listen", "rollout.percent", "plugin[message-cache].routes"]`.
@@ -59,6 +59,8 @@ extension Config {
         check("coordination.batch_size", a.coordination.batchSize, b.coordination.batchSize)
         check("coordination.batch_interval_ms", a.coordination.batchIntervalMs, b.coordination.batchIntervalMs)
         check("coordination.retry_attempts", a.coordination.retryAttempts, b.coordination.retryAttempts)
+        check("coordination.sink_url", a.coordination.sinkURL?.string, b.coordination.sinkURL?.string)
+        check("coordination.idempotency_ttl_s", a.coordination.idempotencyTtlS, b.coordination.idempotencyTtlS)
 
         check("push.enabled", a.push.enabled, b.push.enabled)
         check("push.path", a.push.path, b.push.path)

@@ -170,6 +170,13 @@ final class ConfigValidator {
         r.batchSize = int(&s, "batch_size", r.batchSize, min: 1)
         r.batchIntervalMs = int(&s, "batch_interval_ms", r.batchIntervalMs, min: 1)
         r.retryAttempts = int(&s, "retry_attempts", r.retryAttempts, min: 0)
+        r.idempotencyTtlS = int(&s, "idempotency_ttl_s", r.idempotencyTtlS, min: 1)
+        if let (text, source) = string(&s, "sink_url"), !text.isEmpty {
+            switch UpstreamURL.parse(text) {
+            case .success(let u): r.sinkURL = u
+            case .failure(let f): report(source, key: "coordination.sink_url", f.message)
+            }
+        }
         finish(s)
         return r
     }

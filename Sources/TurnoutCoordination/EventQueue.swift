@@ -85,14 +85,14 @@ public final class EventQueue: Sendable {
         let now = clock.now()
         let wall = Date()
         var wakeups: [Wakeup] = []
-        var notes: [String] = []
+        var notes: [(Logger.Level, String)] = []
         let accepted = state.withLock { s -> Bool in
             guard s.phase == .running, !s.lanes.isEmpty, payload.count <= s.config.maxPayloadBytes else {
                 s.shed += 1
                 if payload.count > s.config.maxPayloadBytes {
                     s.oversize += 1
                     if s.oversize == 1 || s.oversize % 1_000 == 0 {
-                        notes.append("refused a '\(type)' event of \(payload.count) bytes (max_payload_bytes is \(s.config.maxPayloadBytes)); \(s.oversize) refused so far")
+                        notes.append((.warning, "refused a '\(type)' event of \(payload.count) bytes (max_payload_bytes is \(s.config.maxPayloadBytes)); \(s.oversize) refused so far"))
                     }
                 }
                 return false
@@ -109,12 +109,12 @@ public final class EventQueue: Sendable {
                     s.lanes[i].stats.shed += 1
                     s.lanes[i].sheddingSince += 1
                     if s.lanes[i].sheddingSince == 1 {
-                        notes.append("sink '\(s.lanes[i].stats.name)' lane is full (\(s.lanes[i].pending.count) events, \(s.lanes[i].pendingBytes) bytes): shedding new events until it drains")
+                        notes.append((.warning, "sink '\(s.lanes[i].stats.name)' lane is full (\(s.lanes[i].pending.count) events, \(s.lanes[i].pendingBytes) bytes): shedding new events until it drains"))
                     }
                     continue
                 }
                 if s.lanes[i].sheddingSince > 0 {
-                    notes.append("sink '\(s.lanes[i].stats.name)' lane has room again after shedding \(s.lanes[i].sheddingSince) events")
+                    notes.append((.notice, "sink '\(s.lanes[i].stats.name)' lane has room again after shedding \(s.lanes[i].sheddingSince) events"))
                     s.lanes[i].sheddingSince = 0
                 }
                 s.lanes[i].pending.append(pending)
@@ -130,7 +130,7 @@ public final class EventQueue: Sendable {
             return all
         }
         wakeups.forEach { $0.fire() }
-        for note in notes { logger.warning("\(note)") }
+        for (level, note) in notes { logger.log(level: level, "\(note)") }
         return accepted
     }
 

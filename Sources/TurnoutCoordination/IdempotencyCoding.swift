@@ -1,5 +1,3 @@
-import Foundation
-
 // Byte encodings for stores outside the process (Redis). Big-endian,
 // length-prefixed, versioned by a 4-byte magic; decoding checks every length
 // against what is left and rejects trailing bytes, so corrupt or foreign
@@ -183,9 +181,11 @@ struct ByteReader {
         return read(count: Int(count))
     }
 
-    /// Length-prefixed UTF-8; nil when the bytes are not valid UTF-8.
+    /// Length-prefixed UTF-8; nil when the bytes are not valid UTF-8. (Decoded
+    /// with repair, then compared: exact, and keeps a leading BOM.)
     mutating func readString() -> String? {
         guard let raw = readBytes() else { return nil }
-        return String(bytes: raw, encoding: .utf8)
+        let string = String(decoding: raw, as: UTF8.self)
+        return string.utf8.elementsEqual(raw) ? string : nil
     }
 }

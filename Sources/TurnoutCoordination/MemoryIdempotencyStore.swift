@@ -95,7 +95,7 @@ public final class MemoryIdempotencyStore: IdempotencyStore {
     }
 
     /// - Throws: `IdempotencyStoreError` when `maxEntries` keys are all in flight.
-    public func begin(key: String, fingerprint: RequestFingerprint) throws -> IdempotencyDecision {
+    public func begin(key: String, fingerprint: RequestFingerprint) throws(IdempotencyStoreError) -> IdempotencyDecision {
         let now = clock.now()
         let result = state.withLock { s -> IdempotencyDecision? in
             s.purge(now: now)
@@ -177,6 +177,11 @@ public final class MemoryIdempotencyStore: IdempotencyStore {
             s.purge(now: now)
             return before - s.entries.count
         }
+    }
+
+    /// Lengths of the internal order queues (tests check they stay bounded).
+    var orderQueueLengths: (inFlight: Int, completed: Int) {
+        state.withLock { ($0.inFlightOrder.count, $0.completedOrder.count) }
     }
 
     public var stats: IdempotencyStats {

@@ -487,7 +487,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
             responseBytes: exchange.responseBytes,
             duration: NIODeadline.now() - exchange.start,
             failure: exchange.failure,
-            label: exchange.label
+            label: exchange.label,
+            headers: exchange.head.headers,
+            remoteIP: self.connectionInfo.remoteIP
         ))
     }
 

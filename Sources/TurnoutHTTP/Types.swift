@@ -125,6 +125,10 @@ public struct ExchangeSummary: Sendable {
     public var failure: String?
     /// The label of the route decision.
     public var label: ExchangeLabel = .none
+    /// The request's headers (per-client metrics read the sticky key).
+    public var headers: HTTPHeaders = [:]
+    /// The client's address, when known.
+    public var remoteIP: String? = nil
 }
 
 /// The composition layer's hook into the wire.

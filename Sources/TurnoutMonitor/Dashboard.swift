@@ -25,6 +25,7 @@ public enum Dashboard {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>Turnout — migration dashboard</title>
 <style>
 :root { --bg:#f4f5f7; --card:#fff; --ink:#1c2230; --muted:#667085; --line:#e2e5ea;
@@ -43,9 +44,10 @@ header .sub { color: #c3c8d2; margin-left: auto; }
 main { padding: 14px 20px 40px; max-width: 1600px; margin: 0 auto; display: grid; gap: 14px; }
 .banner { padding: 9px 14px; border-radius: 6px; background: #fdecec; color: #8a1f1f; border: 1px solid #f3c0c0; white-space: pre-wrap; }
 .banner.warn { background: #fff6e0; color: #6b4a00; border-color: #f0d9a0; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr)); gap: 12px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(196px, 1fr)); gap: 12px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; min-width: 0; }
 .card h2 { font-size: 11px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); margin: 0 0 6px; font-weight: 600; }
+.card h2 .sub { text-transform: none; letter-spacing: 0; font-weight: 400; }
 .big { font-size: 26px; font-weight: 600; line-height: 1.15; font-variant-numeric: tabular-nums; }
 .sub { color: var(--muted); font-size: 12px; }
 .split { display: flex; height: 10px; border-radius: 5px; overflow: hidden; background: var(--line); margin: 8px 0 4px; }
@@ -56,7 +58,9 @@ th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.wrap { overflow-wrap: anywhere; }
-.mini td, .mini th { padding: 2px 4px; border: 0; }
+.mini { font-size: 12px; margin-top: 2px; }
+.mini td, .mini th { padding: 2px 3px; border: 0; }
+.mini td:first-child { color: var(--muted); }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 12px; }
 .chart canvas { width: 100%; height: 170px; display: block; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: 12px; color: var(--muted); margin-bottom: 4px; min-height: 18px; }
@@ -74,15 +78,17 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
 .result { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre-wrap; margin: 8px 0 0; color: var(--ok); }
 .result.error { color: var(--bad); }
 .result:empty { display: none; }
-.tables { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr)); gap: 12px; }
+.tables { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 12px; }
+@media (min-width: 1000px) { .wide { grid-column: span 2; } }
+header .label { color: #c3c8d2; font-size: 12px; }
 .spacer { flex: 1; }
 </style>
 </head>
 <body>
 <header>
   <h1>Turnout · migration</h1>
-  <span class="badge" id="overall" title="overall health">—</span>
-  <span class="badge" id="phase-badge" title="migration phase">—</span>
+  <span class="label">health</span><span class="badge" id="overall" title="worst state of any service">—</span>
+  <span class="label">phase</span><span class="badge" id="phase-badge" title="migration phase">—</span>
   <span class="sub" id="updated">connecting…</span>
 </header>
 <main>
@@ -95,18 +101,19 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
       <div class="big" id="percent">—</div>
       <div class="sub">phase <span id="phase">—</span></div>
       <div class="sub" id="rollout-note"></div>
+      <div class="sub" id="upstream-note"></div>
     </div>
     <div class="card">
       <h2>Traffic split</h2>
       <div class="big" id="rps">—</div>
       <div class="split"><div class="opt" id="split-opt" style="width:0"></div><div class="leg" id="split-leg" style="width:0"></div></div>
-      <div class="sub"><span class="swatch" style="background:var(--optimized)"></span>optimized <span id="share-opt">—</span>
-        · <span class="swatch" style="background:var(--legacy)"></span>legacy <span id="share-leg">—</span></div>
+      <div class="sub"><span class="swatch" style="background:var(--optimized)"></span>optimized <span id="share-opt">—</span></div>
+      <div class="sub"><span class="swatch" style="background:var(--legacy)"></span>legacy <span id="share-leg">—</span></div>
     </div>
     <div class="card">
       <h2>Latency</h2>
       <table class="mini">
-        <tr><th></th><th class="num">p50</th><th class="num">p95</th><th class="num">p99</th></tr>
+        <tr><th>ms</th><th class="num">p50</th><th class="num">p95</th><th class="num">p99</th></tr>
         <tr><td>optimized</td><td class="num" id="opt-p50">—</td><td class="num" id="opt-p95">—</td><td class="num" id="opt-p99">—</td></tr>
         <tr><td>legacy</td><td class="num" id="leg-p50">—</td><td class="num" id="leg-p95">—</td><td class="num" id="leg-p99">—</td></tr>
       </table>
@@ -114,26 +121,25 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
     <div class="card">
       <h2>Errors &amp; fallbacks</h2>
       <div class="big" id="error-rate">—</div>
-      <div class="sub">optimized <span id="opt-errors">—</span> · legacy <span id="leg-errors">—</span></div>
-      <div class="sub">fallbacks <span id="fallback-rate">—</span> <span id="fallback-reasons"></span></div>
+      <div class="sub">optimized <span id="opt-errors">—</span></div>
+      <div class="sub">legacy <span id="leg-errors">—</span></div>
+      <div class="sub">fallbacks <span id="fallback-rate">—</span> of optimized</div>
+      <div class="sub" id="fallback-reasons"></div>
     </div>
     <div class="card">
       <h2>Cache</h2>
       <div class="big" id="hit-rate">—</div>
       <div class="sub">hit rate · all time <span id="hit-rate-total">—</span></div>
-      <div class="sub">memory <span id="cache-usage">—</span> (<span id="cache-bytes">—</span>)</div>
+      <div class="sub">memory <span id="cache-usage">—</span> of budget</div>
+      <div class="sub"><span id="cache-bytes">—</span></div>
       <div class="sub"><span id="cache-entries">—</span> entries · compression <span id="cache-compression">—</span></div>
     </div>
     <div class="card">
-      <h2>Push</h2>
+      <h2>Push · queue · process</h2>
       <div class="big" id="push-connections">—</div>
-      <div class="sub">connections · <span id="push-rate">—</span> msg/s</div>
+      <div class="sub">push connections · <span id="push-rate">—</span> msg/s</div>
       <div class="sub">slow-consumer drops <span id="push-drops">—</span></div>
-    </div>
-    <div class="card">
-      <h2>Queue · process</h2>
-      <div class="sub">queue depth <b id="queue-depth">—</b> · dead letters <span id="dead-letters">—</span></div>
-      <div class="sub">retries <span id="retries">—</span> · batches <span id="batches">—</span></div>
+      <div class="sub">queue <span id="queue-depth">—</span> · dead letters <span id="dead-letters">—</span> · retries <span id="retries">—</span></div>
       <div class="sub">RSS <span id="rss">—</span> · CPU <span id="cpu">—</span></div>
       <div class="sub">redis <span id="redis">—</span></div>
     </div>
@@ -165,15 +171,15 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
   <section class="charts" id="charts"></section>
 
   <section class="tables">
-    <div class="card"><h2>Alerts</h2>
+    <div class="card wide"><h2>Alerts</h2>
       <table><thead><tr><th>severity</th><th>alert</th><th>what to do</th><th>since</th></tr></thead><tbody id="alerts"></tbody></table></div>
     <div class="card"><h2>Services</h2>
       <table><thead><tr><th>service</th><th>state</th><th>reason</th></tr></thead><tbody id="services"></tbody></table></div>
+    <div class="card wide"><h2>Top clients <span class="sub" id="clients-note"></span></h2>
+      <table><thead><tr><th>client (sticky key)</th><th class="num">requests</th><th class="num">errors</th><th class="num">avg latency</th><th class="num">max latency</th></tr></thead><tbody id="clients"></tbody></table></div>
     <div class="card"><h2>Plugins</h2>
       <table><thead><tr><th>plugin</th><th>version</th><th>loaded</th><th>error</th></tr></thead><tbody id="plugins"></tbody></table></div>
-    <div class="card"><h2>Top clients</h2>
-      <table><thead><tr><th>client</th><th class="num">requests</th><th class="num">errors</th><th class="num">avg</th><th class="num">max</th></tr></thead><tbody id="clients"></tbody></table></div>
-    <div class="card"><h2>Migration history</h2>
+    <div class="card wide"><h2>Migration history</h2>
       <table><thead><tr><th>at</th><th>phase</th><th class="num">percent</th><th>note</th></tr></thead><tbody id="migration-history"></tbody></table></div>
   </section>
 </main>
@@ -210,7 +216,7 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
   }
   function fmtPct(v, digits) { return isNum(v) ? (v * 100).toFixed(digits === undefined ? 1 : digits) + ' %' : DASH; }
   function fmtPercent(v) { return isNum(v) ? fmtNum(v, 2) + ' %' : DASH; }
-  function fmtMs(v) { return isNum(v) ? (Math.abs(v) >= 100 ? Math.round(v).toLocaleString() : v.toFixed(1)) + ' ms' : DASH; }
+  function fmtMs(v) { return isNum(v) ? (v === 0 ? '0' : Math.abs(v) >= 100 ? Math.round(v).toLocaleString() : v.toFixed(1)) + ' ms' : DASH; }
   function fmtBytes(v) {
     if (!isNum(v)) return DASH;
     var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'], i = 0;
@@ -323,7 +329,7 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
       var banner = $('banner');
       banner.hidden = problems.length === 0;
       banner.textContent = problems.join('\n');
-      if (problems.length === 0) setText('updated', 'updated ' + fmtClock(Date.now() / 1000, true));
+      setText('updated', (problems.length === 0 ? 'updated ' : 'update failed at ') + fmtClock(Date.now() / 1000, true));
       render();
     }).catch(function (err) {
       var banner = $('banner');
@@ -378,8 +384,9 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
     setText('share-leg', fmtPct(shareLeg) + (isNum(leg.rps) ? ' (' + fmtNum(leg.rps, 1) + '/s)' : ''));
 
     // Latency
-    setText('opt-p50', fmtMs(opt.p50_ms)); setText('opt-p95', fmtMs(opt.p95_ms)); setText('opt-p99', fmtMs(opt.p99_ms));
-    setText('leg-p50', fmtMs(leg.p50_ms)); setText('leg-p95', fmtMs(leg.p95_ms)); setText('leg-p99', fmtMs(leg.p99_ms));
+    function ms(v) { return isNum(v) ? (Math.abs(v) >= 100 ? Math.round(v).toLocaleString() : v.toFixed(1)) : DASH; }
+    setText('opt-p50', ms(opt.p50_ms)); setText('opt-p95', ms(opt.p95_ms)); setText('opt-p99', ms(opt.p99_ms));
+    setText('leg-p50', ms(leg.p50_ms)); setText('leg-p95', ms(leg.p95_ms)); setText('leg-p99', ms(leg.p99_ms));
 
     // Errors and fallbacks
     var fb = obj(cur.fallbacks) || {};
@@ -389,7 +396,7 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
     setText('fallback-rate', fmtPct(fb.rate, 2));
     var reasons = ['timeout', 'error', 'status', 'unavailable'].filter(function (k) { return isNum(fb[k]) && fb[k] > 0; })
       .map(function (k) { return k + ' ' + fmtNum(fb[k], 0); });
-    $('fallback-reasons').textContent = reasons.length ? '(total: ' + reasons.join(', ') + ')' : '';
+    $('fallback-reasons').textContent = reasons.length ? 'since start: ' + reasons.join(', ') : '';
 
     // Cache
     var cache = obj(cur.cache) || {};
@@ -397,6 +404,8 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
     setText('hit-rate-total', fmtPct(cache.hit_rate_total));
     setText('cache-usage', fmtPct(cache.usage));
     setText('cache-bytes', isNum(cache.bytes) ? fmtBytes(cache.bytes) + ' of ' + fmtBytes(cache.max_bytes) : DASH);
+    var upstream = obj(s.upstream) || {};
+    $('upstream-note').textContent = upstream.healthy === false ? 'legacy API unhealthy' + (str(upstream.message) ? ': ' + upstream.message : '') : '';
     setText('cache-entries', fmtNum(cache.entries, 0));
     setText('cache-compression', isNum(cache.compression_ratio) ? fmtNum(cache.compression_ratio, 2) + '\u00d7' : DASH);
 
@@ -408,19 +417,17 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
     setText('queue-depth', fmtNum(queue.depth, 0));
     setText('dead-letters', fmtNum(queue.dead_letters, 0));
     setText('retries', fmtNum(queue.retries, 0));
-    setText('batches', fmtNum(queue.batches, 0));
     setText('rss', fmtBytes(proc.rss_bytes));
     setText('cpu', isNum(proc.cpu_utilization) ? fmtPct(proc.cpu_utilization, 0) : DASH);
     setText('redis', str((obj(cur.redis) || {}).state));
 
     // Overall health: the monitor's verdict, else the worst service state of the status document.
     var health = obj(m.health);
-    var overall = health && str(health.overall);
-    if (!overall) {
-      var services = obj(s.services) || {};
-      Object.keys(services).forEach(function (k) { overall = worse(overall, str((obj(services[k]) || {}).state)); });
-    }
-    setBadge('overall', overall);
+    var overall = health ? str(health.overall) : null;
+    var services = obj(s.services) || {};
+    Object.keys(services).forEach(function (k) { overall = worse(overall, str((obj(services[k]) || {}).state)); });
+    if (upstream.healthy === false) overall = worse(overall, 'down');
+    setBadge('overall', overall === 'running' ? 'ok' : overall === 'stopped' ? 'down' : overall);
 
     var config = obj(s.config) || {};
     var configBanner = $('config-banner');
@@ -495,9 +502,14 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
     fillTable('plugins', rows, 'No plugins configured.', 4);
   }
 
+  // Space-saving counters whose count is mostly inherited from evicted keys say
+  // little about the client: they are left out and counted in the note.
   function renderClients(m) {
-    var rows = list(m.top_clients).slice(0, 20).map(function (c) {
-      c = obj(c) || {};
+    var all = list(m.top_clients).map(function (c) { return obj(c) || {}; });
+    var shown = all.filter(function (c) { return !(isNum(c.count_error) && isNum(c.requests) && c.count_error * 2 > c.requests); });
+    var hidden = all.length - shown.length;
+    $('clients-note').textContent = hidden > 0 ? '· ' + hidden + ' low-volume clients not shown (counts uncertain)' : '';
+    var rows = shown.slice(0, 20).map(function (c) {
       var req = fmtNum(c.requests, 0);
       if (isNum(c.count_error) && c.count_error > 0) req += ' (±' + fmtNum(c.count_error, 0) + ')';
       return [cell(c.key, 'wrap'), cell(req, 'num'), cell(fmtPct(c.error_rate, 1), 'num'),
@@ -533,7 +545,7 @@ input[type=number] { width: 76px; font: inherit; padding: 4px 6px; border: 1px s
       { key: 'cache_hit_rate', label: 'hit rate', color: '#1f9d55' },
       { key: 'cache_usage', label: 'memory used', color: '#7c4dff' } ] },
     { title: 'Rollout (%)', format: function (v) { return fmtNum(v, 1) + ' %'; }, max: 100, step: true, series: [
-      { key: 'percent', label: 'optimized share target', color: '#2f6fed' } ] },
+      { key: 'percent', label: 'rollout percent', color: '#2f6fed' } ] },
     { title: 'Push connections', format: function (v) { return fmtNum(v, 0); }, series: [
       { key: 'push_connections', label: 'connections', color: '#7c4dff' } ] }
   ];

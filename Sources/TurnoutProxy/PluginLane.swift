@@ -225,6 +225,7 @@ enum ObservedLegacy {
 }
 
 import Metrics
+import TurnoutMonitor
 
 enum PluginMetrics {
     private static let fallbacks: [FallbackReason: Counter] = [
@@ -234,7 +235,20 @@ enum PluginMetrics {
         .unavailable: Counter(label: "turnout_fallbacks_total", dimensions: [("reason", "unavailable")]),
     ]
 
+    private static let totals = NIOLockedValueBox(FallbackCounts())
+
     static func fallback(_ reason: FallbackReason) {
         fallbacks[reason]?.increment()
+        totals.withLockedValue { t in
+            switch reason {
+            case .error: t.error += 1
+            case .status: t.status += 1
+            case .timeout: t.timeout += 1
+            case .unavailable: t.unavailable += 1
+            }
+        }
     }
+
+    /// Fallbacks since start, by reason (for the monitor).
+    static var counts: FallbackCounts { totals.withLockedValue { $0 } }
 }

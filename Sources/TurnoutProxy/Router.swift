@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import TurnoutConfig
+import TurnoutCoordination
 import TurnoutHTTP
 import TurnoutPluginHost
 import TurnoutRouting
@@ -23,9 +24,30 @@ struct TurnoutRouter: RequestRouter {
         if let decision = self.local.route(head, path: path, connection: connection, snapshot: snapshot) {
             return decision
         }
+        let decision = self.proxied(head, path: path, query: query, connection: connection, snapshot: snapshot)
+        // Idempotency-Key on a write: applied at most once, whichever lane.
+        guard head.method == .POST || head.method == .PUT || head.method == .PATCH,
+              let raw = head.headers.first(name: IdempotentHandler.header),
+              let coordinator = self.runtime.coordinator else { return decision }
+        guard let key = IdempotencyScope.parseHeader(raw) else {
+            return .reject(.error(.badRequest, code: "bad_idempotency_key",
+                                  message: "Idempotency-Key must be a quoted or plain string of 1…255 visible characters"))
+        }
+        switch decision {
+        case .reject:
+            return decision
+        case .stream(let upstream, let extra, let label):
+            return .buffered(IdempotentHandler(inner: ForwardHandler(head: head, upstream: upstream, headers: extra),
+                                               store: coordinator.idempotency, idempotencyKey: key), label: label)
+        case .buffered(let handler, let label):
+            return .buffered(IdempotentHandler(inner: handler, store: coordinator.idempotency, idempotencyKey: key), label: label)
+        }
+    }
+
+    private func proxied(_ head: HTTPRequestHead, path: Substring, query: Substring, connection: ConnectionInfo, snapshot: Snapshot) -> RouteDecision {
         let headers = snapshot.debugHeaders
         guard snapshot.hasPlugins else {
-            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy())
+            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy(), label: .legacy)
         }
 
         // The seed's /api/messages/optimized alias: the canonical path, forced optimized.
@@ -42,9 +64,9 @@ struct TurnoutRouter: RequestRouter {
             if forced {
                 var head = head
                 head.uri = uri
-                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()))
+                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()), label: .legacy)
             }
-            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy())
+            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy(), label: .legacy)
         }
 
         let input = LaneInput(path: routePath, query: query, header: { head.headers.first(name: $0) }, clientIP: connection.remoteIP)
@@ -71,17 +93,19 @@ struct TurnoutRouter: RequestRouter {
                 self.runtime.rollout.criticalFailure("plugin \(pluginConfig.name) is unavailable (not loaded): its optimized traffic falls back to legacy", percent: snapshot.decider.percent)
                 var head = head
                 head.uri = uri
-                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy(fallback: .unavailable)))
+                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy(fallback: .unavailable)),
+                                 label: .optimized)
             }
             return .buffered(PluginLaneHandler(
                 plugin: plugin, upstream: snapshot.upstream, uri: uri, fallback: snapshot.config.fallback,
                 headers: headers, rollout: self.runtime.rollout
-            ))
+            ), label: .optimized)
         }
     }
 
     func exchangeFinished(_ summary: ExchangeSummary) {
         Metrics.exchange(summary)
+        self.runtime.traffic.record(summary, decider: self.runtime.snapshot.decider)
         if summary.label == .pluginLegacy {
             self.runtime.rollout.record(
                 lane: .legacy,
@@ -97,6 +121,11 @@ extension ExchangeLabel {
     /// A plugin-routed request that took the legacy lane (counted in the
     /// rollback window as the legacy baseline).
     static let pluginLegacy = ExchangeLabel(rawValue: 1)
+    /// A plugin-routed request sent to the optimized lane (fallbacks included).
+    static let optimized = ExchangeLabel(rawValue: 2)
+    /// A request that is not plugin-routed: legacy, streamed.
+    static let legacy = ExchangeLabel(rawValue: 3)
+    // `.none`: Turnout's own endpoints (admin, health, metrics); not traffic.
 }
 
 /// Sends a (rewritten) request to the legacy API and streams the answer.

@@ -10,6 +10,7 @@ import NIOHTTP1
 import NIOPosix
 import TurnoutCache
 import TurnoutConfig
+import TurnoutMonitor
 import TurnoutHTTP
 import TurnoutPluginHost
 import TurnoutRouting
@@ -69,6 +70,12 @@ public final class Runtime: Sendable {
     public let cache: CacheService?
     /// The Redis connection (nil without `cache.redis`).
     let redis: RedisLink?
+    /// Proxied traffic by lane and client, for the monitor.
+    let traffic = TrafficMeter()
+    /// Samples, history, alerts and health (`[monitoring]`).
+    let monitor: Monitor
+    /// The event queue and the idempotency store (`[coordination]`).
+    let coordinator: Coordinator?
     private let reported = NIOLockedValueBox([String: String]())
     private let reloadLock = NIOLock()
 
@@ -105,7 +112,14 @@ public final class Runtime: Sendable {
             cache.setTier(redis.tier)
         }
         redis?.start()
-        let services = HostServices(group: group, cache: cache) { state.withLockedValue { $0.snapshot.upstream } }
+        self.monitor = Monitor(config: TurnoutConfigMonitoring(
+            intervalMs: config.monitoring.metricsIntervalMs, thresholds: Self.thresholds(config)), logger: logger)
+        let coordinator = try Coordinator(config: config, redis: redis, group: group, logger: logger)
+        self.coordinator = coordinator
+        let services = HostServices(
+            group: group, cache: cache,
+            events: { coordinator.enqueue(type: $0, payload: $1) }
+        ) { state.withLockedValue { $0.snapshot.upstream } }
         self.plugins = PluginRegistry(services: services, stateDirectory: pluginStateDirectory(environment: environment), logger: logger)
         self.loadPlugins(config.plugins)
     }
@@ -304,6 +318,11 @@ public final class Runtime: Sendable {
         self.plugins.shutdown()
         self.saveCacheSnapshot()
         self.redis?.close()
+    }
+
+    static func thresholds(_ config: Config) -> AlertThresholds {
+        let t = config.monitoring.thresholds
+        return AlertThresholds(cacheHitRate: t.cacheHitRate, responseTimeMs: t.responseTimeMs, errorRate: t.errorRate, memoryUsage: t.memoryUsage)
     }
 
     /// Where the cache snapshot lives, or nil for none (`snapshot_path = "off"`).

@@ -72,6 +72,10 @@ public final class TurnoutService: Service, Sendable {
             runtime.rollout.tick(percent: runtime.percent)
             runtime.sampleMetrics(sampler)
         }
+        let monitorInterval = Int64(max(self.runtime.monitor.intervalMs, 10))
+        let monitorTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(monitorInterval), delay: .milliseconds(monitorInterval)) { _ in
+            runtime.monitor.sample(runtime)
+        }
         runtime.checkLegacyHealth()
         let healthChecks = loop.scheduleRepeatedTask(initialDelay: self.healthInterval, delay: self.healthInterval) { _ in
             runtime.checkLegacyHealth()
@@ -84,7 +88,10 @@ public final class TurnoutService: Service, Sendable {
         watcher.stop()
         ticker.cancel()
         healthChecks.cancel()
+        monitorTask.cancel()
         await server.shutdown(deadline: .now() + self.drainTimeout)
+        // Deliver what the queue holds (bounded wait) before Redis closes.
+        await self.runtime.coordinator?.shutdown()
         self.runtime.shutdown()
         self.logger.info("stopped")
     }

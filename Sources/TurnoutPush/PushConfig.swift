@@ -66,19 +66,20 @@ public struct PushConfig: Sendable, Equatable {
         self.maxFrameBytes = maxFrameBytes
     }
 
-    /// The same values with every limit clamped into a range the hub can work with
-    /// (the config validator should already have refused nonsense; this keeps the hub safe regardless).
+    /// The same values with every limit clamped into a range the hub can work with (the config
+    /// validator should already have refused nonsense; this keeps timers and arithmetic safe regardless).
     var sanitized: PushConfig {
         var c = self
-        c.heartbeatIntervalMs = max(10, c.heartbeatIntervalMs)
-        c.maxConnections = max(0, c.maxConnections)
-        c.idleCleanupIntervalMs = max(10, c.idleCleanupIntervalMs)
-        c.maxFramesPerSecond = c.maxFramesPerSecond.isFinite ? max(0.1, c.maxFramesPerSecond) : 20
-        c.frameBurst = max(1, c.frameBurst)
-        c.abuseFactor = c.abuseFactor.isFinite ? max(1.5, c.abuseFactor) : 5
-        c.sendQueueLimit = max(0, c.sendQueueLimit)
-        c.writeHighWaterMark = max(1024, c.writeHighWaterMark)
-        c.maxChannelsPerConnection = max(1, c.maxChannelsPerConnection)
+        let day = 86_400_000
+        c.heartbeatIntervalMs = min(max(10, c.heartbeatIntervalMs), day)
+        c.maxConnections = min(max(0, c.maxConnections), 10_000_000)
+        c.idleCleanupIntervalMs = min(max(10, c.idleCleanupIntervalMs), day)
+        c.maxFramesPerSecond = c.maxFramesPerSecond.isFinite ? min(max(0.1, c.maxFramesPerSecond), 1_000_000) : 20
+        c.frameBurst = min(max(1, c.frameBurst), 1_000_000)
+        c.abuseFactor = c.abuseFactor.isFinite ? min(max(1.5, c.abuseFactor), 1_000) : 5
+        c.sendQueueLimit = min(max(0, c.sendQueueLimit), 10_000_000)
+        c.writeHighWaterMark = min(max(1024, c.writeHighWaterMark), 64 << 20)
+        c.maxChannelsPerConnection = min(max(1, c.maxChannelsPerConnection), 1_000_000)
         c.maxFrameBytes = min(max(128, c.maxFrameBytes), 1 << 24)
         return c
     }

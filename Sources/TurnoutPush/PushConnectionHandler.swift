@@ -41,8 +41,11 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// Frames (accepted or refused) in the current one-second window, for abuse detection.
     private var windowStart = NIODeadline.now()
     private var windowFrames = 0
+    /// Mirror of `channel.isWritable` (kept from `channelWritabilityChanged`: no atomic load per event).
+    private var writable = true
     /// Event frames written since the channel last became unwritable.
     private var queuedWhileUnwritable = 0
+    private var violationCounted = false
 
     init(id: UInt64, hub: PushHub, grant: ChannelGrant, limits: PushConfig, logger: Logger) {
         self.id = id
@@ -66,9 +69,10 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         self.hub.register(id: self.id, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
         self.logger.debug("push connection open", metadata: ["remote": "\(context.channel.remoteAddress?.description ?? "?")"])
         guard self.rawContext != nil else {
-            self.initiateClose(code: .unexpectedServerError, reason: "server pipeline is missing its WebSocket encoder", cause: .other)
+            self.initiateClose(code: .unexpectedServerError, reason: "server pipeline is missing its WebSocket encoder")
             return
         }
+        self.writable = context.channel.isWritable
         self.lastActivity = .now()
         self.scheduleHeartbeat()
     }
@@ -97,7 +101,8 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        self.writable = context.channel.isWritable
+        if self.writable {
             self.queuedWhileUnwritable = 0
         }
         context.fireChannelWritabilityChanged()
@@ -106,25 +111,37 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch error {
         case let error as NIOWebSocketFrameAggregator.Error:
-            self.hub.count(.protocolViolation)
             switch error {
             case .accumulatedFrameSizeIsTooLarge:
-                self.initiateClose(code: .messageTooLarge, reason: "message larger than \(self.limits.maxFrameBytes) bytes", cause: .other)
+                self.protocolClose(.messageTooLarge, "message larger than \(self.limits.maxFrameBytes) bytes")
             default:
-                self.initiateClose(code: .protocolError, reason: "invalid fragmentation (\(error))", cause: .other)
+                self.protocolClose(.protocolError, "invalid fragmentation (\(error))")
             }
         case is NIOWebSocketError:
-            // WebSocketProtocolErrorHandler has already sent the close frame and closes the channel.
-            self.hub.count(.protocolViolation)
-            self.state = self.state == .open ? .closing : self.state
+            // WebSocketProtocolErrorHandler has already sent the close frame and closed the channel
+            // (so the state may already be `.closed`).
+            self.countViolation()
+            if self.state == .open { self.state = .closing }
             self.logger.debug("push connection protocol error", metadata: ["error": "\(error)"])
         case PushProtocolError.unmaskedFrame:
-            self.hub.count(.protocolViolation)
-            self.initiateClose(code: .protocolError, reason: "client frames must be masked", cause: .other)
+            self.protocolClose(.protocolError, "client frames must be masked")
         default:
             self.logger.debug("push connection error", metadata: ["error": "\(error)"])
             context.close(promise: nil)
         }
+    }
+
+    /// Closes for a protocol violation; counted once per connection.
+    private func protocolClose(_ code: WebSocketErrorCode, _ reason: String) {
+        guard self.state == .open else { return }
+        self.countViolation()
+        self.initiateClose(code: code, reason: reason)
+    }
+
+    private func countViolation() {
+        guard !self.violationCounted else { return }
+        self.violationCounted = true
+        self.hub.count(.protocolViolation)
     }
 
     // MARK: Inbound frames
@@ -149,11 +166,9 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         case .ping:
             self.send(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData))
         case .binary:
-            self.hub.count(.protocolViolation)
-            self.initiateClose(code: .unacceptableData, reason: "binary frames are not supported; send JSON text frames", cause: .other)
+            self.protocolClose(.unacceptableData, "binary frames are not supported; send JSON text frames")
         default:
-            self.hub.count(.protocolViolation)
-            self.initiateClose(code: .protocolError, reason: "unexpected frame opcode", cause: .other)
+            self.protocolClose(.protocolError, "unexpected frame opcode")
         }
     }
 
@@ -174,8 +189,7 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             self.logger.warning("push connection closed: far over the frame rate limit", metadata: ["frames_in_1s": "\(self.windowFrames)"])
             self.initiateClose(
                 code: .policyViolation,
-                reason: "rate limit exceeded: more than \(Int(abuseLimit)) frames per second",
-                cause: .rateLimit
+                reason: "rate limit exceeded: more than \(Int(abuseLimit)) frames per second"
             )
         } else {
             let rate = self.limits.maxFramesPerSecond
@@ -244,7 +258,7 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// open or was just dropped as a slow consumer.
     func deliver(_ frame: ByteBuffer) -> Bool {
         guard self.state == .open, let context = self.context, let raw = self.rawContext else { return false }
-        if !context.channel.isWritable {
+        if !self.writable {
             self.queuedWhileUnwritable += 1
             if self.queuedWhileUnwritable > self.limits.sendQueueLimit {
                 self.dropSlowConsumer(context: context)
@@ -287,9 +301,14 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         context.writeAndFlush(Self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
     }
 
-    /// Server-initiated close: close frame, then the socket once it is written (or after 2 s at the
-    /// latest, for a peer that does not read).
-    func initiateClose(code: WebSocketErrorCode, reason: String, cause: CloseCause) {
+    /// Server-initiated close (RFC 6455 §7.1): sends the close frame, then waits for the peer's
+    /// close frame or EOF, reading and discarding anything else meanwhile, for at most one second.
+    /// Closing the socket while the peer is still sending would make the kernel reset the
+    /// connection and the peer could lose our close frame and its reason.
+    ///
+    /// `awaitPeer: false` closes as soon as the frame is written (silent peers), or after two
+    /// seconds for a peer that does not read.
+    func initiateClose(code: WebSocketErrorCode, reason: String, awaitPeer: Bool = true) {
         guard self.state == .open, let context = self.context else { return }
         self.state = .closing
         self.heartbeat?.cancel()
@@ -297,12 +316,17 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         var data = context.channel.allocator.buffer(capacity: 2 + 123)
         data.write(webSocketErrorCode: code)
         data.writeString(String(decoding: reason.utf8.prefix(123), as: UTF8.self))
-        let loopBound = context.loopBound
-        context.writeAndFlush(Self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
-            .whenComplete { _ in loopBound.value.close(promise: nil) }
+        let written = context.writeAndFlush(Self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
         let channel = context.channel
-        context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) {
-            channel.close(promise: nil)
+        if awaitPeer {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) {
+                channel.close(promise: nil)
+            }
+        } else {
+            written.whenComplete { _ in channel.close(promise: nil) }
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) {
+                channel.close(promise: nil)
+            }
         }
     }
 
@@ -325,7 +349,7 @@ final class PushConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             self.hub.count(.heartbeat)
             let ms = silent.nanoseconds / 1_000_000
             self.logger.info("push connection closed: heartbeat timeout", metadata: ["silent_ms": "\(ms)"])
-            self.initiateClose(code: .goingAway, reason: "heartbeat timeout: nothing received for \(ms) ms", cause: .heartbeat)
+            self.initiateClose(code: .goingAway, reason: "heartbeat timeout: nothing received for \(ms) ms", awaitPeer: false)
             return
         }
         self.send(WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0)))

@@ -92,10 +92,17 @@ public final class PushHub: Sendable {
         self.registry = NIOLockedValueBox(Registry())
         self.counters = NIOLockedValueBox(PushStats())
         self.eventIDPrefix = "ev-" + String(UInt64.random(in: 0..<(1 << 40)), radix: 36) + "-"
-        if config.enabled && config.jwtSecret.isEmpty {
-            logger.warning("push.jwt_secret is empty: every push connection will be refused with 401 until it is set")
-        }
+        Self.warnAboutSecret(config, logger: logger)
         self.startSweeper(intervalMs: self.settings.withLockedValue { $0.config.idleCleanupIntervalMs })
+    }
+
+    private static func warnAboutSecret(_ config: PushConfig, logger: Logger) {
+        guard config.enabled else { return }
+        if config.jwtSecret.isEmpty {
+            logger.warning("push.jwt_secret is empty: every push connection will be refused with 401 until it is set")
+        } else if config.jwtSecret.utf8.count < 32 {
+            logger.warning("push.jwt_secret is shorter than 32 bytes: HS256 secrets should be at least 32 random bytes")
+        }
     }
 
     deinit {
@@ -288,9 +295,20 @@ public final class PushHub: Sendable {
                 buffer.writeBytes(data)
                 buffer.writeInteger(UInt8(ascii: "}"))
             }
-            let shared = frame
+            var first = true
             for group in groups.values {
                 let members = group.members
+                // One copy of the frame per event loop: writes retain the buffer's storage, and
+                // threads sharing one refcount would bounce its cache line on every write.
+                let shared: ByteBuffer
+                if first {
+                    shared = frame
+                    first = false
+                } else {
+                    var copy = allocator.buffer(capacity: frame.readableBytes)
+                    copy.writeImmutableBuffer(frame)
+                    shared = copy
+                }
                 group.loop.execute { [self] in
                     var sent = 0
                     for member in members.values where member.value.deliver(shared) {
@@ -374,7 +392,6 @@ public final class PushHub: Sendable {
             case .slowConsumer: c.slowConsumerDisconnects += 1
             case .rateLimit: c.rateLimitCloses += 1
             case .protocolViolation: c.protocolCloses += 1
-            case .shutdown, .other: break
             }
         }
     }
@@ -459,9 +476,7 @@ public final class PushHub: Sendable {
         if old.idleCleanupIntervalMs != new.config.idleCleanupIntervalMs {
             self.startSweeper(intervalMs: new.config.idleCleanupIntervalMs)
         }
-        if new.config.enabled && new.config.jwtSecret.isEmpty {
-            self.logger.warning("push.jwt_secret is empty: every push connection will be refused with 401 until it is set")
-        }
+        Self.warnAboutSecret(new.config, logger: self.logger)
         if old.enabled && !new.config.enabled {
             self.closeAll(reason: "push notifications were disabled")
         }
@@ -473,7 +488,7 @@ public final class PushHub: Sendable {
         for record in records {
             let handler = record.handler
             record.channel.eventLoop.execute {
-                handler.value.initiateClose(code: .goingAway, reason: reason, cause: .shutdown)
+                handler.value.initiateClose(code: .goingAway, reason: reason)
             }
         }
         return records.map(\.channel)

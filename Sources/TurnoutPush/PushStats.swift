@@ -55,6 +55,4 @@ enum CloseCause: Sendable {
     case slowConsumer
     case rateLimit
     case protocolViolation
-    case shutdown
-    case other
 }

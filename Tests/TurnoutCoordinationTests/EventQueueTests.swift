@@ -46,25 +46,26 @@ import Testing
         let failing = TestSink("failing", failWhen: { _ in true })
         let healthy = TestSink("healthy")
         let config = EventQueueConfig(
-            batchSize: 1, batchInterval: 3_600, retryAttempts: 3, baseBackoff: 0.1, maxBackoff: 0.25, deliveryTimeout: nil)
+            batchSize: 1, batchInterval: 3_600, retryAttempts: 4, baseBackoff: 0.1, maxBackoff: 0.5, deliveryTimeout: nil)
         let queue = try EventQueue(config: config, sinks: [failing, healthy], clock: clock, jitter: { $0 })
         for n in 0..<3 { queue.enqueue(type: "t", payload: bytes("\(n)")) }
         #expect(await eventually { queue.stats.deadLetters == 3 && healthy.delivered.count == 3 })
 
         let ids = healthy.delivered.map(\.id)
         #expect(healthy.delivered.allSatisfy { $0.attempts == 1 })
-        // Each batch tried 1 + 3 times, in order, before the next one.
-        #expect(failing.attempted == ids.flatMap { Array(repeating: $0, count: 4) })
-        #expect(clock.sleeps == [0.1, 0.2, 0.25].repeated(3))
+        // Each batch tried 1 + 4 times, in order, before the next one, with
+        // exponential backoff capped at maxBackoff.
+        #expect(failing.attempted == ids.flatMap { Array(repeating: $0, count: 5) })
+        #expect(clock.sleeps == [0.1, 0.2, 0.4, 0.5].repeated(3))
         let letters = queue.deadLetters()
         #expect(letters.map(\.event.id) == ids)
-        #expect(letters.allSatisfy { $0.sink == "failing" && $0.attempts == 4 && $0.error.contains("failing refused call") })
+        #expect(letters.allSatisfy { $0.sink == "failing" && $0.attempts == 5 && $0.error.contains("failing refused call") })
         let stats = queue.stats
-        #expect(stats.retries == 9 && stats.deadLettersHeld == 3 && stats.deadLettersDropped == 0)
-        #expect(stats.lastError?.contains("failing refused call 12") == true)
+        #expect(stats.retries == 12 && stats.deadLettersHeld == 3 && stats.deadLettersDropped == 0)
+        #expect(stats.lastError?.contains("failing refused call 15") == true)
         let perSink = Dictionary(uniqueKeysWithValues: stats.sinks.map { ($0.name, $0) })
         #expect(perSink["healthy"]?.eventsDelivered == 3 && perSink["healthy"]?.retries == 0)
-        #expect(perSink["failing"]?.eventsDelivered == 0 && perSink["failing"]?.consecutiveFailures == 12)
+        #expect(perSink["failing"]?.eventsDelivered == 0 && perSink["failing"]?.consecutiveFailures == 15)
         await queue.shutdown(timeout: 20)
     }
 
@@ -119,8 +120,9 @@ import Testing
             accepted.append("\(n)")
             if n % 50 == 0 { await Task.yield() }
         }
-        let report = await queue.shutdown(timeout: 60)
-        #expect(!report.timedOut)
+        // (The shutdown deadline runs on the virtual clock too: wait first.)
+        #expect(await eventually { sometimes.delivered.count == 500 && steady.delivered.count == 500 })
+        await queue.shutdown(timeout: 60)
         for sink in [sometimes, steady] {
             #expect(sink.delivered.map { String(decoding: $0.payload, as: UTF8.self) } == accepted, "sink \(sink.name)")
         }

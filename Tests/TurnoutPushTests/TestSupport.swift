@@ -11,7 +11,7 @@ import TurnoutPush
 // Real sockets on 127.0.0.1: a NIO HTTP server wired the way the host wires
 // the hub, a NIO WebSocket client, and a raw HTTP client for rejections.
 
-let testSecret = "test-secret-0123456789"
+let testSecret = "test-secret-0123456789-abcdefghijklmnop"
 
 struct TestClaims: JWTPayload {
     var channels: [String]?
@@ -230,10 +230,10 @@ final class WSClient: Sendable {
         }
         let channel = try await bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                let catcher = UpgradeFailureCatcher(state: state)
+                let catcher = NIOLoopBound(UpgradeFailureCatcher(state: state), eventLoop: channel.eventLoop)
                 let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 22, automaticErrorHandling: false) { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.removeHandler(catcher).whenFailure { _ in }
+                        channel.pipeline.syncOperations.removeHandler(catcher.value).whenFailure { _ in }
                         try channel.pipeline.syncOperations.addHandler(ClientFrameHandler(state: state, autoPong: autoPong))
                         state.box.withLockedValue { $0.upgraded = true }
                     }
@@ -242,7 +242,7 @@ final class WSClient: Sendable {
                     leftOverBytesStrategy: .forwardBytes,
                     withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
                 )
-                try channel.pipeline.syncOperations.addHandler(catcher)
+                try channel.pipeline.syncOperations.addHandler(catcher.value)
             }
         }.connect(host: "127.0.0.1", port: port).get()
 
@@ -327,7 +327,7 @@ final class WSClient: Sendable {
     }
 
     func stopReading() async throws {
-        try await self.channel.setOption(.autoRead, value: false)
+        try await self.channel.setOption(.autoRead, value: false).get()
     }
 
     func close() async {
