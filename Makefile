@@ -2,7 +2,7 @@
 # Debian machine as root: each installs what it needs first.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libhiredis-dev zlib1g-dev libssl-dev redis-server wrk curl openssl
+APT_PACKAGES := libhiredis-dev zlib1g-dev libssl-dev redis-server wrk curl openssl chromium
 BENCH_PACKAGES := nginx-light varnish
 RELEASE_BIN = .build/release
 DEBUG_BIN = .build/debug

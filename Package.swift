@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
     ],
     targets: [
         // proxy.conf: TOML parsing, validation, env overrides → one immutable Config value.
@@ -93,11 +95,24 @@ let package = Package(
         .target(name: "TurnoutMonitor"),
         // The coordinator's event queue (batches, retries, dead letters) and the idempotency store.
         .target(name: "TurnoutCoordination", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // WebSocket push: JWT-authorized upgrades, channels, heartbeat, limits, slow-consumer cut-off, fan-out.
+        .target(
+            name: "TurnoutPush",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Composition: config snapshots and reload, local endpoints, the serving Service.
         .target(
             name: "TurnoutProxy",
             dependencies: [
-                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout", "TurnoutCache", "TurnoutRedis", "TurnoutMonitor", "TurnoutCoordination",
+                "TurnoutConfig", "TurnoutHTTP", "TurnoutPluginHost", "TurnoutRouting", "TurnoutRollout", "TurnoutCache", "TurnoutRedis", "TurnoutMonitor", "TurnoutCoordination", "TurnoutPush",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -174,6 +189,19 @@ let package = Package(
         .testTarget(name: "TurnoutRedisTests", dependencies: ["TurnoutRedis", "CHiredis"]),
         .testTarget(name: "TurnoutMonitorTests", dependencies: ["TurnoutMonitor"]),
         .testTarget(name: "TurnoutCoordinationTests", dependencies: ["TurnoutCoordination"]),
+        .testTarget(
+            name: "TurnoutPushTests",
+            dependencies: [
+                "TurnoutPush",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "TurnoutIntegrationTests",
             dependencies: []

@@ -93,10 +93,32 @@ public struct AdminAPI: AdminEndpoints {
                 if let answer = Self.invalidate(request, runtime: runtime, actor: actor, then: done) { done(answer) }
             })
         case (.POST, "/api/optimized/broadcast"):
-            return .reject(.error(.notImplemented, code: "not_implemented",
-                                  message: "\(path) arrives with the push service; it is not built yet"))
+            return .buffered(Handler { request in
+                let target: (channel: String, type: String, data: String)
+                do throws(JSONBody.Problem) {
+                    let body = try JSONBody(request.body, allowed: ["channel", "type", "data"])
+                    guard let channel = try body.string("channel"), !channel.isEmpty, channel.utf8.count <= 200,
+                          !channel.contains("|"), !channel.contains("*") else {
+                        throw JSONBody.Problem(field: "channel", message: "\"channel\" must be a non-empty name of at most 200 characters without '*' or '|'")
+                    }
+                    guard let type = try body.string("type"), !type.isEmpty, type.utf8.count <= 100, !type.contains("|") else {
+                        throw JSONBody.Problem(field: "type", message: "\"type\" must be a non-empty event type of at most 100 characters")
+                    }
+                    guard let data = body.rawJSON("data"), data.hasPrefix("{") else {
+                        throw JSONBody.Problem(field: "data", message: "\"data\" must be a JSON object")
+                    }
+                    target = (channel, type, data)
+                } catch {
+                    return error.response
+                }
+                guard let reached = runtime.broadcast(channel: target.channel, type: target.type, data: Array(target.data.utf8)) else {
+                    return .error(.conflict, code: "push_disabled", message: "push is disabled (push.enabled = false)")
+                }
+                runtime.audit.record(actor: actor, action: "broadcast", detail: "\(target.type) to \(target.channel)")
+                return .json(.ok, #"{"channel":\#(JSONText.quote(target.channel)),"type":\#(JSONText.quote(target.type)),"local_subscribers":\#(reached)}"#)
+            })
         case (_, "/api/optimized"), (_, "/api/optimized/metrics"), (_, "/api/optimized/rollout"), (_, "/api/optimized/migrate"),
-             (_, "/api/optimized/init"), (_, "/api/optimized/reload"):
+             (_, "/api/optimized/init"), (_, "/api/optimized/reload"), (_, "/api/optimized/broadcast"), (_, "/api/optimized/cache/invalidate"):
             return .reject(.error(.methodNotAllowed, code: "method_not_allowed", message: "\(head.method) is not allowed on \(path)"))
         default:
             return nil

@@ -67,6 +67,14 @@ struct JSONBody {
         return string
     }
 
+    /// A field that is a JSON object, re-serialised as JSON text; nil when
+    /// absent or not an object.
+    func rawJSON(_ field: String) -> String? {
+        guard let value = self.object[field], value is [String: Any],
+              let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     static func kind(_ value: Any) -> String {
         switch value {
         case is String: return "a string"

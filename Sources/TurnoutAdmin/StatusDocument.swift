@@ -29,9 +29,7 @@ enum StatusDocument {
         } else {
             integration = "running"
         }
-        var services = ["pushNotifications"].map {
-            "\(JSONText.quote($0)):{\"state\":\"stopped\",\"reason\":\"not built yet\"}"
-        }
+        var services = [runtime.pushStatusJSON()]
         services.append(runtime.coordinationStatusJSON())
         services.append(runtime.monitoringStatusJSON())
         if let cache = runtime.cache {

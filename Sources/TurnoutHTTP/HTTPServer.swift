@@ -16,18 +16,34 @@ public struct ListenerOptions: Sendable {
     public var maxHeaderBytes: Int
 
     /// Protocol upgrades offered on every connection (the push hub's
-    /// WebSocket), made per connection; nil = no upgrade handler at all.
-    /// A request that does not upgrade reaches the router as usual.
-    public var upgraders: (@Sendable () -> [any HTTPServerProtocolUpgrader & Sendable])?
+    /// WebSocket); nil = no upgrade handler at all. A request that does not
+    /// upgrade reaches the router as usual.
+    public var upgrade: UpgradeSupport?
 
     public init(host: String, port: Int, tls: NIOSSLContext? = nil, idleTimeout: TimeAmount, maxHeaderBytes: Int = 80 * 1024,
-                upgraders: (@Sendable () -> [any HTTPServerProtocolUpgrader & Sendable])? = nil) {
+                upgrade: UpgradeSupport? = nil) {
         self.host = host
         self.port = port
         self.tls = tls
         self.idleTimeout = idleTimeout
         self.maxHeaderBytes = maxHeaderBytes
+        self.upgrade = upgrade
+    }
+}
+
+/// What a listener needs to offer protocol upgrades, made per connection.
+public struct UpgradeSupport: Sendable {
+    /// The upgraders (made per connection, so their limits follow reloads).
+    public var upgraders: @Sendable () -> [any HTTPServerProtocolUpgrader & Sendable]
+    /// A handler placed after the HTTP codec that swallows the error NIO
+    /// fires when an upgrade is declined, so the request still reaches the
+    /// router (which answers why it was declined).
+    public var declinedUpgradeFilter: @Sendable () -> any ChannelHandler & RemovableChannelHandler
+
+    public init(upgraders: @escaping @Sendable () -> [any HTTPServerProtocolUpgrader & Sendable],
+                declinedUpgradeFilter: @escaping @Sendable () -> any ChannelHandler & RemovableChannelHandler) {
         self.upgraders = upgraders
+        self.declinedUpgradeFilter = declinedUpgradeFilter
     }
 }
 
@@ -37,6 +53,7 @@ public enum ServerHandlerNames {
     public static let idle = "turnout.idle"
     public static let protocolErrors = "turnout.protocol-errors"
     public static let proxy = "turnout.proxy"
+    public static let upgradeFilter = "turnout.upgrade-filter"
 
     /// Removes Turnout's HTTP handlers after an upgrade (NIO removes its own
     /// codec handlers itself).
@@ -44,6 +61,7 @@ public enum ServerHandlerNames {
         let pipeline = channel.pipeline
         return pipeline.removeHandler(name: proxy)
             .flatMap { pipeline.removeHandler(name: protocolErrors) }
+            .flatMap { pipeline.removeHandler(name: upgradeFilter) }
             .flatMap { pipeline.removeHandler(name: idle) }
     }
 }
@@ -143,8 +161,8 @@ public final class HTTPServer: Sendable {
         limits.maxHeaderFieldSize = options.maxHeaderBytes
         // The upgrade handler removes itself after the first request that
         // does not upgrade, so keep-alive traffic does not pay for it.
-        let upgrade: NIOHTTPServerUpgradeSendableConfiguration? = options.upgraders.map { make in
-            (upgraders: make(), completionHandler: { _ in })
+        let upgrade: NIOHTTPServerUpgradeSendableConfiguration? = options.upgrade.map { support in
+            (upgraders: support.upgraders(), completionHandler: { _ in })
         }
         try sync.configureHTTPServerPipeline(
             withPipeliningAssistance: true,
@@ -154,6 +172,9 @@ public final class HTTPServer: Sendable {
             withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits
         )
+        if let support = options.upgrade {
+            try sync.addHandler(support.declinedUpgradeFilter(), name: ServerHandlerNames.upgradeFilter)
+        }
         try sync.addHandler(ProtocolErrorHandler(), name: ServerHandlerNames.protocolErrors)
         let info = ConnectionInfo(remoteAddress: channel.remoteAddress, isTLS: options.tls != nil)
         try sync.addHandler(ProxyHandler(router: router, connectionInfo: info, idleTimeout: options.idleTimeout, logger: logger),

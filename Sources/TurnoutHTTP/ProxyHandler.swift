@@ -25,7 +25,7 @@ import NIOHTTP1
 /// - a body-less idempotent request whose reused keep-alive connection was
 ///   closed by the upstream is retried once on a fresh connection; nothing
 ///   with a body is ever replayed.
-final class ProxyHandler: ChannelDuplexHandler, UpstreamResponseDelegate {
+final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamResponseDelegate {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart

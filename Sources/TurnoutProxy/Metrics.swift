@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import TurnoutHTTP
+import TurnoutRollout
 
 /// Request-level metrics through swift-metrics (no backend until one is bootstrapped).
 enum Metrics {
@@ -75,6 +76,31 @@ extension Runtime {
             m.gauge("turnout_cache_entries", Double(s.entries))
             m.gauge("turnout_cache_compression_ratio", cache.store.compressionRatio)
         }
+        if let push = self.push?.hub.stats {
+            m.gauge("turnout_push_connections", Double(push.connections))
+            m.count("turnout_push_messages_sent_total", push.messagesSent)
+            m.count("turnout_push_publishes_total", push.publishes)
+            m.count("turnout_push_slow_consumer_disconnects_total", push.slowConsumerDisconnects)
+            m.count("turnout_push_heartbeat_closes_total", push.heartbeatCloses)
+            m.count("turnout_push_rate_limited_frames_total", push.rateLimitedFrames)
+            for (reason, count) in push.rejected { m.count("turnout_push_rejected_total", count, [("reason", reason)]) }
+        }
+        if let queue = self.coordinator?.queue?.stats {
+            m.gauge("turnout_queue_depth", Double(queue.depth))
+            m.count("turnout_queue_enqueued_total", queue.enqueued)
+            m.count("turnout_queue_shed_total", queue.shed)
+            m.count("turnout_queue_batches_total", queue.batchesDelivered)
+            m.count("turnout_queue_events_delivered_total", queue.eventsDelivered)
+            m.count("turnout_queue_retries_total", queue.retries)
+            m.count("turnout_queue_dead_letters_total", queue.deadLetters)
+        }
+        let phase = self.rollout.status(windowSeconds: 60).migration.phase
+        for candidate in Phase.allCases {
+            m.gauge("turnout_migration_phase", candidate == phase ? 1 : 0, [("phase", candidate.rawValue)])
+        }
+        let plugins = self.plugins.status
+        m.gauge("turnout_plugins_loaded", Double(plugins.filter { $0.version != nil }.count))
+        m.gauge("turnout_plugin_versions_retired", Double(plugins.reduce(0) { $0 + $1.retiredVersions }))
         m.gauge("turnout_rollout_percent", self.percent)
         let process = ProcessStats.read()
         m.gauge("turnout_process_resident_memory_bytes", Double(process.rssBytes))

@@ -116,5 +116,8 @@ extension Runtime {
         return QueueSample(depth: stats.depth, batches: stats.batchesDelivered, retries: stats.retries, deadLetters: stats.deadLetters)
     }
 
-    func pushSample() -> PushSample { PushSample() }
+    func pushSample() -> PushSample {
+        guard let stats = self.push?.hub.stats else { return PushSample() }
+        return PushSample(connections: stats.connections, messagesSent: stats.messagesSent, slowConsumerDrops: stats.slowConsumerDisconnects)
+    }
 }

@@ -24,6 +24,12 @@ struct TurnoutRouter: RequestRouter {
         if let decision = self.local.route(head, path: path, connection: connection, snapshot: snapshot) {
             return decision
         }
+        // The push path without a (successful) WebSocket upgrade: say why.
+        if let push = self.runtime.push, path == push.hub.config.path, let rejection = push.hub.rejection(for: head) {
+            var response = BufferedResponse.error(rejection.status, code: rejection.code, message: rejection.message)
+            response.headers.replaceOrAdd(name: "connection", value: "close")
+            return .reject(response)
+        }
         let decision = self.proxied(head, path: path, query: query, connection: connection, snapshot: snapshot)
         // Idempotency-Key on a write: applied at most once, whichever lane.
         guard head.method == .POST || head.method == .PUT || head.method == .PATCH,

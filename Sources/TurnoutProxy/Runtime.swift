@@ -76,6 +76,8 @@ public final class Runtime: Sendable {
     let monitor: Monitor
     /// The event queue and the idempotency store (`[coordination]`).
     let coordinator: Coordinator?
+    /// The WebSocket push hub (`[push]`; nil when disabled at start).
+    let push: PushService?
     private let reported = NIOLockedValueBox([String: String]())
     private let reloadLock = NIOLock()
 
@@ -116,9 +118,12 @@ public final class Runtime: Sendable {
             intervalMs: config.monitoring.metricsIntervalMs, thresholds: Self.thresholds(config)), logger: logger)
         let coordinator = try Coordinator(config: config, redis: redis, group: group, logger: logger)
         self.coordinator = coordinator
+        let push = config.push.enabled ? PushService(config: config, redis: redis, logger: logger) : nil
+        self.push = push
         let services = HostServices(
             group: group, cache: cache,
-            events: { coordinator.enqueue(type: $0, payload: $1) }
+            events: { coordinator.enqueue(type: $0, payload: $1) },
+            push: { channel, type, data in push?.publish(channel: channel, type: type, data: data) ?? -1 }
         ) { state.withLockedValue { $0.snapshot.upstream } }
         self.plugins = PluginRegistry(services: services, stateDirectory: pluginStateDirectory(environment: environment), logger: logger)
         self.loadPlugins(config.plugins)
@@ -220,7 +225,7 @@ public final class Runtime: Sendable {
                     return message
                 }
             }
-            let restartOnly = changed.filter { $0.hasPrefix("server.listen") || $0.hasPrefix("server.tls") }
+            let restartOnly = changed.filter { Config.restartRequiredKeys.contains($0) || ($0 == "push.enabled" && self.push == nil) }
             // The live percent survives a reload unless the file's own
             // rollout.percent changed (then the operator's edit wins).
             let filePercentChanged = config.rollout.percent != old.config.rollout.percent
@@ -240,6 +245,12 @@ public final class Runtime: Sendable {
             }
             if upstream !== old.upstream {
                 old.upstream.close()
+            }
+            if config.push != old.config.push, let push = self.push {
+                push.hub.update(config: PushService.pushConfig(config))
+            }
+            if config.monitoring.thresholds != old.config.monitoring.thresholds {
+                self.monitor.update(thresholds: Self.thresholds(config))
             }
             self.loadPlugins(config.plugins)
             if reason != "file changed" {

@@ -46,4 +46,27 @@ extension Runtime {
             #"{"name":\#(JSONText.quote(a.name.rawValue)),"severity":\#(JSONText.quote(a.severity.rawValue)),"message":\#(JSONText.quote(a.message)),"value":\#(a.value.isFinite ? String(a.value) : "null"),"threshold":\#(a.threshold),"raised_at":\#(JSONText.quote(formatter.string(from: Date(timeIntervalSince1970: a.raisedAt))))}"#
         }
     }
+
+    /// `"pushNotifications":{…}` for the status document.
+    public func pushStatusJSON() -> String {
+        guard let push = self.push else {
+            return #""pushNotifications":{"state":"stopped","reason":"push.enabled = false"}"#
+        }
+        let c = push.hub.config
+        guard c.enabled else {
+            return #""pushNotifications":{"state":"stopped","reason":"push.enabled = false"}"#
+        }
+        let s = push.hub.stats
+        let rejected = s.rejected.sorted { $0.key < $1.key }.map { "\(JSONText.quote($0.key)):\($0.value)" }.joined(separator: ",")
+        let state = c.jwtSecret.isEmpty ? "degraded" : "running"
+        let reason = c.jwtSecret.isEmpty ? "push.jwt_secret is empty: every connection is refused" : ""
+        return #""pushNotifications":{"state":"\#(state)","reason":\#(JSONText.quote(reason)),"path":\#(JSONText.quote(c.path)),"connections":\#(s.connections),"peak_connections":\#(s.peakConnections),"max_connections":\#(c.maxConnections),"accepted":\#(s.totalAccepted),"rejected":{\#(rejected)},"messages_sent":\#(s.messagesSent),"publishes":\#(s.publishes),"slow_consumer_disconnects":\#(s.slowConsumerDisconnects),"heartbeat_closes":\#(s.heartbeatCloses),"rate_limited_frames":\#(s.rateLimitedFrames),"subscriptions":\#(s.subscriptions),"channels":\#(s.channels),"cross_instance":\#(redis != nil)}"#
+    }
+
+    /// `POST /api/optimized/broadcast`: publishes on this instance and (with
+    /// Redis) every other; nil when push is disabled.
+    public func broadcast(channel: String, type: String, data: [UInt8]) -> Int? {
+        guard let push = self.push, push.hub.config.enabled else { return nil }
+        return push.publish(channel: channel, type: type, data: data)
+    }
 }

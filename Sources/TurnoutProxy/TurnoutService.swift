@@ -50,7 +50,8 @@ public final class TurnoutService: Service, Sendable {
                 host: config.server.listen.host,
                 port: config.server.listen.port,
                 tls: tls?.context,
-                idleTimeout: .milliseconds(Int64(config.server.idleTimeoutMs))
+                idleTimeout: .milliseconds(Int64(config.server.idleTimeoutMs)),
+                upgrade: self.runtime.push?.upgrade
             ),
             router: router,
             logger: self.logger
@@ -89,6 +90,8 @@ public final class TurnoutService: Service, Sendable {
         ticker.cancel()
         healthChecks.cancel()
         monitorTask.cancel()
+        // WebSocket clients get a 1001 close first (they would hold the drain).
+        await self.runtime.push?.hub.shutdown()
         await server.shutdown(deadline: .now() + self.drainTimeout)
         // Deliver what the queue holds (bounded wait) before Redis closes.
         await self.runtime.coordinator?.shutdown()

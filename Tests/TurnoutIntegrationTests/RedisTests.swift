@@ -28,10 +28,16 @@ import Glibc
             latency_budget_ms = 2000
             [cache]
             redis = "redis://127.0.0.1:\(redisPort)/0"
+            [push]
+            jwt_secret = "\(PushTests.secret)"
             [[plugin]]
             name = "message-cache"
             path = "\(try binary("libTurnoutMessageCache.so").path)"
-            routes = ["GET /api/messages", "GET /api/messages/*", "POST /api/messages", "PUT /api/messages/*"]
+            routes = ["GET /api/messages", "GET /api/messages/*"]
+            [[plugin]]
+            name = "message-coordinator"
+            path = "\(try binary("libTurnoutMessageCoordinator.so").path)"
+            routes = ["POST /api/messages", "PUT /api/messages/*"]
             """)
             a = try TurnoutInstance(config: config)
             b = try TurnoutInstance(config: config)
@@ -118,6 +124,34 @@ import Glibc
         #expect(eventually(timeout: 15) {
             _ = try? p.a.request(path: "/api/messages/\(id)", headers: [tenant])
             return (try? p.a.request(path: "/api/messages/\(id)", headers: [tenant]).headers["x-cache"]) == "HIT"
+        })
+    }
+
+    @Test func aWriteViaAReachesASubscriberOnB() throws {
+        let p = try Pair()
+        let token = try PushTests.token(channels: ["conversation:*"])
+        let onB = try WebSocketClient(port: p.b.port, path: "/ws?token=\(token)")
+        try onB.sendText(#"{"op":"subscribe","channel":"conversation:13"}"#)
+        #expect(try onB.nextJSON(timeout: 3)?.string("type") == "subscribed")
+        let id = try create(p.a, conversation: 13, body: "from A")
+        let event = try #require(try onB.nextJSON(timeout: 1), "no event on B within 1 s")
+        #expect(event.string("type") == "message.created")
+        #expect(event.object("data")?.string("id") == id)
+        #expect(event.object("data")?.string("body") == "from A")
+        // An admin broadcast on A reaches B too, and B gets it once.
+        let broadcast = try p.a.request(method: "POST", path: "/api/optimized/broadcast",
+                                        headers: [("Authorization", "Bearer test-admin"), ("Content-Type", "application/json")],
+                                        body: Array(#"{"channel":"conversation:13","type":"conversation.note","data":{"n":1}}"#.utf8))
+        #expect(broadcast.status == 200)
+        #expect(try onB.nextJSON(timeout: 1)?.string("type") == "conversation.note")
+        #expect(try onB.nextJSON(timeout: 0.5) == nil, "delivered twice")
+        // The event is also appended to the Redis stream for other consumers
+        // (after the batch interval).
+        #expect(eventually(timeout: 5) {
+            let cli = try? ManagedProcess("/usr/bin/redis-cli", arguments: ["-p", String(p.redisPort), "XRANGE", "turnout:events", "-", "+"])
+            _ = cli?.waitForExit(timeout: 5)
+            let out = cli?.logText() ?? ""
+            return out.contains("message.created") && out.contains(id)
         })
     }
 }
