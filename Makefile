@@ -59,6 +59,7 @@ bench: release
 	Benchmarks/proxy.sh
 	Benchmarks/plugin.sh
 	Benchmarks/cache.sh
+	Benchmarks/push.sh
 
 check: release
 	$(RELEASE_BIN)/turnout check --config proxy.conf

@@ -26,6 +26,8 @@ import TurnoutPluginKit
 final class MessageCoordinator: ObservingPlugin {
     static let name = "message-coordinator"
     static let version = "1.0.0"
+    /// Only writes matter to this plugin's `observe`: reads skip the hook.
+    static let observesReads = false
 
     private let host: PluginHost
 

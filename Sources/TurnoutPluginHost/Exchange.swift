@@ -34,9 +34,19 @@ public final class PluginInvocation: Sendable {
     }
 
     private let upstream = NIOLockedValueBox(Upstream())
+    private let immediateBox = NIOLockedValueBox<PluginOutcome?>(nil)
 
     init(result: EventLoopFuture<PluginOutcome>) {
         self.result = result
+    }
+
+    /// The outcome when the plugin settled the request before `on_request`
+    /// returned (a cache hit, a decline): the caller need not wait or arm a
+    /// timer. nil when the answer comes later.
+    public var immediate: PluginOutcome? { immediateBox.withLockedValue { $0 } }
+
+    func setImmediate(_ outcome: PluginOutcome) {
+        immediateBox.withLockedValue { $0 = outcome }
     }
 
     /// Whether the plugin already sent a request that is not known to be
@@ -150,7 +160,10 @@ final class PluginExchange: Sendable {
             s.delivered = true
             return outcome
         }
-        if let deliver { finish(deliver) }
+        if let deliver {
+            invocation.setImmediate(deliver)
+            finish(deliver)
+        }
     }
 
     private func finish(_ outcome: PluginOutcome) {

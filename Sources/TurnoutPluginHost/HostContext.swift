@@ -24,6 +24,8 @@ struct PluginHooks: @unchecked Sendable {
     let onRequest: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<turnout_request>?) -> Int32
     let onObserve: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<turnout_request>?, UnsafePointer<turnout_response>?, UInt32) -> Void)?
     let destroy: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+    /// `TURNOUT_OBSERVE_WRITES_ONLY`: no `on_observe` for GET, HEAD, OPTIONS.
+    var observeWritesOnly = false
 }
 
 /// Counts what is inside an instance and destroys it once it is retired and idle.

@@ -4,6 +4,7 @@
 import CTurnoutPluginABI
 import Foundation
 import NIOCore
+import NIOHTTP1
 import TurnoutHTTP
 
 /// One loaded version of a plugin. Versions are never unloaded: a retired one
@@ -25,6 +26,8 @@ public final class LoadedPlugin: Sendable {
     let context: HostContext
     let instance: PluginPointer
     let hooks: PluginHooks
+    /// "name@version", for the `X-Turnout-Plugin` header.
+    public let label: String
 
     init(
         name: String, version: String, sourcePath: String, privatePath: String, sha256: String,
@@ -39,6 +42,7 @@ public final class LoadedPlugin: Sendable {
         self.context = context
         self.instance = instance
         self.hooks = hooks
+        self.label = "\(name)@\(version)"
     }
 
     /// Calls in progress: exchanges awaiting respond/fail, observations, and
@@ -53,6 +57,18 @@ public final class LoadedPlugin: Sendable {
 
     /// Whether the plugin has an `on_observe` hook.
     public var hasObserver: Bool { hooks.onObserve != nil }
+
+    /// Whether `on_observe` wants to see a request with this method (a
+    /// plugin may observe writes only: then reads skip the hook entirely).
+    public func observes(_ method: HTTPMethod) -> Bool {
+        guard hooks.onObserve != nil else { return false }
+        guard hooks.observeWritesOnly else { return true }
+        switch method {
+        case .GET, .HEAD, .OPTIONS: return false
+        default: return true
+        }
+    }
+
 
     /// Calls `on_request`. Call it on `eventLoop`; ``PluginInvocation/result``
     /// completes there. If this version was retired since it was looked up,

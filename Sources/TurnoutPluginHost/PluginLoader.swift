@@ -137,14 +137,19 @@ public enum PluginLoader {
                 "it was built for plugin ABI \(abiMajor).\(abiMinor) but this Turnout speaks ABI \(TURNOUT_ABI_MAJOR).\(TURNOUT_ABI_MINOR); rebuild the plugin against this Turnout's turnout_plugin.h"
             )
         }
-        let v1Size = MemoryLayout<turnout_plugin_v1>.size
+        // ABI 1.0's descriptor ends before `observe_flags`; newer fields of a
+        // smaller descriptor read as 0.
+        let v1Size = MemoryLayout<turnout_plugin_v1>.offset(of: \.observe_flags) ?? MemoryLayout<turnout_plugin_v1>.size
         guard Int(structSize) >= v1Size else {
             throw refuse(
                 .structTooSmall,
                 "its descriptor is \(structSize) bytes, smaller than the \(v1Size) of ABI \(TURNOUT_ABI_MAJOR).0; it was built from a damaged or foreign header; rebuild it against turnout_plugin.h"
             )
         }
-        let d = descriptor.pointee
+        var d = turnout_plugin_v1()
+        withUnsafeMutableBytes(of: &d) { out in
+            out.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(Int(structSize), out.count)))
+        }
         guard let namePointer = d.name else {
             throw refuse(.missingHook, "its descriptor has no name; set `name` in turnout_plugin_v1")
         }
@@ -162,7 +167,8 @@ public enum PluginLoader {
         guard let onRequest = d.on_request else {
             throw refuse(.missingHook, "its descriptor has no on_request hook; every plugin must provide on_request")
         }
-        let hooks = PluginHooks(onRequest: onRequest, onObserve: d.on_observe, destroy: d.destroy)
+        let hooks = PluginHooks(onRequest: onRequest, onObserve: d.on_observe, destroy: d.destroy,
+                                observeWritesOnly: d.observe_flags & UInt32(TURNOUT_OBSERVE_WRITES_ONLY) != 0)
 
         // 5. init, on this (non event-loop) thread.
         let context = HostContext.make(pluginName: pluginName, services: services, logger: logger, configJSON: config.config.jsonString())

@@ -33,7 +33,8 @@ public func exportPlugin<P: TurnoutPlugin>(_ type: P.Type, _ hostABIMajor: UInt3
         init: pluginInit,
         destroy: pluginDestroy,
         on_request: pluginOnRequest,
-        on_observe: P.self is any ObservingPlugin.Type ? pluginOnObserve : nil))
+        on_observe: P.self is any ObservingPlugin.Type ? pluginOnObserve : nil,
+        observe_flags: (P.self as? any ObservingPlugin.Type)?.observesReads == false ? UInt32(TURNOUT_OBSERVE_WRITES_ONLY) : 0))
     let mine = Registration(
         type: ObjectIdentifier(P.self), name: P.name, descriptor: UnsafeRawPointer(descriptor),
         make: { host in PluginBox<P>(plugin: try P(host: host), host: host) })

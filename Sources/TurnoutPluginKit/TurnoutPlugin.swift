@@ -100,6 +100,14 @@ public protocol ObservingPlugin: TurnoutPlugin {
     /// Called on an event-loop thread; must be quick and must not block.
     /// `request` has no exchange: a `legacy` call made with it is a background call.
     func observe(_ request: PluginRequest, _ response: PluginResponse, lane: Lane)
+    /// False: observe only requests that may change state (not GET, HEAD,
+    /// OPTIONS) — reads then skip the hook, and stream in the legacy lane.
+    /// Default true.
+    static var observesReads: Bool { get }
+}
+
+extension ObservingPlugin {
+    public static var observesReads: Bool { true }
 }
 
 /// What `handleNow` decides.

@@ -20,14 +20,21 @@ struct DebugHeaders {
     func legacy(fallback: FallbackReason? = nil, plugin: LoadedPlugin? = nil) -> HTTPHeaders {
         guard self.enabled else { return [:] }
         var headers = HTTPHeaders([("x-turnout-lane", "legacy")])
-        if let plugin { headers.add(name: "x-turnout-plugin", value: "\(plugin.name)@\(plugin.version)") }
+        if let plugin { headers.add(name: "x-turnout-plugin", value: plugin.label) }
         if let fallback { headers.add(name: "x-turnout-fallback", value: fallback.rawValue) }
         return headers
     }
 
     func optimized(_ plugin: LoadedPlugin) -> HTTPHeaders {
         guard self.enabled else { return [:] }
-        return HTTPHeaders([("x-turnout-lane", "optimized"), ("x-turnout-plugin", "\(plugin.name)@\(plugin.version)")])
+        return HTTPHeaders([("x-turnout-lane", "optimized"), ("x-turnout-plugin", plugin.label)])
+    }
+
+    /// Adds the optimized-lane headers (replacing any the plugin set).
+    func addOptimized(_ plugin: LoadedPlugin, to headers: inout HTTPHeaders) {
+        guard self.enabled else { return }
+        headers.replaceOrAdd(name: "x-turnout-lane", value: "optimized")
+        headers.replaceOrAdd(name: "x-turnout-plugin", value: plugin.label)
     }
 }
 
@@ -77,23 +84,22 @@ struct PluginLaneHandler: BufferedRequestHandler {
 
     func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
         let started = NIODeadline.now()
-        let rollout = self.rollout
-        @Sendable func record(error: Bool = false, fallback: Bool = false) {
-            rollout.record(lane: .optimized, latencyMs: Double((NIODeadline.now() - started).nanoseconds) / 1e6, error: error, fallback: fallback)
-        }
         var rewritten = request
         rewritten.head.uri = self.uri
         let request = rewritten
-        let invocation = self.plugin.handle(request, identity: CallerIdentity.digest(request.head.headers), on: eventLoop)
+        let identity = CallerIdentity.digest(request.head.headers)
+        let invocation = self.plugin.handle(request, identity: identity, on: eventLoop)
+        // Settled inside on_request (a cache hit, a decline): no timer, no wait.
+        if let outcome = invocation.immediate {
+            return self.settle(outcome, request, identity: identity, invocation: invocation, started: started, on: eventLoop)
+        }
         let promise = eventLoop.makePromise(of: BufferedOutcome.self)
         let done = NIOLoopBoundBox(false, eventLoop: eventLoop)
-        let plugin = self.plugin
-
         let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(self.fallback.latencyBudgetMs))) {
             guard !done.value else { return }
             if invocation.claimFallback() {
                 done.value = true
-                record(fallback: true)
+                self.record(started, fallback: true)
                 promise.completeWith(self.legacy(request, reason: .timeout, invocation: invocation, on: eventLoop))
             }
             // else: a write already reached the legacy API; wait for the plugin.
@@ -102,42 +108,54 @@ struct PluginLaneHandler: BufferedRequestHandler {
             guard !done.value else { return }  // answered by the legacy API already
             done.value = true
             timer.cancel()
-            switch outcome {
-            case .responded(let response):
-                if self.fallback.onStatus.contains(Int(response.status.code)), invocation.claimFallback() {
-                    record(fallback: true)
-                    promise.completeWith(self.legacy(request, reason: .status, invocation: invocation, on: eventLoop))
-                } else {
-                    record(error: response.status.code >= 500)
-                    var response = response
-                    for (name, value) in self.headers.optimized(plugin) {
-                        response.headers.replaceOrAdd(name: name, value: value)
-                    }
-                    let answer = response
-                    Observation.run(plugin, request, response: answer, lane: .optimized) {
-                        promise.succeed(.respond(answer))
-                    }
-                }
-            case .declined:
-                record()
-                promise.completeWith(ObservedLegacy.outcome(request, plugin: plugin, upstream: self.upstream, headers: self.headers.legacy(plugin: plugin), on: eventLoop))
-            case .failed(let message):
-                if invocation.claimFallback() {
-                    record(fallback: true)
-                    promise.completeWith(self.legacy(request, reason: .error, invocation: invocation, on: eventLoop))
-                } else {
-                    record(error: true)
-                    var headers = self.headers.optimized(plugin)
-                    headers.add(name: "x-turnout-fallback", value: "none")
-                    promise.succeed(.respond(.error(
-                        .badGateway, code: "optimized_lane_failed",
-                        message: "\(plugin.name) failed after sending the write to the legacy API, so it was not replayed: \(message)",
-                        headers: headers
-                    )))
-                }
-            }
+            promise.completeWith(self.settle(outcome, request, identity: identity, invocation: invocation, started: started, on: eventLoop))
         }
         return promise.futureResult
+    }
+
+    private func record(_ started: NIODeadline, error: Bool = false, fallback: Bool = false) {
+        self.rollout.record(lane: .optimized, latencyMs: Double((NIODeadline.now() - started).nanoseconds) / 1e6, error: error, fallback: fallback)
+    }
+
+    /// What the client gets for the plugin's outcome (SPEC section 3).
+    private func settle(_ outcome: PluginOutcome, _ request: BufferedRequest, identity: String, invocation: PluginInvocation,
+                        started: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
+        let plugin = self.plugin
+        switch outcome {
+        case .responded(let response):
+            if self.fallback.onStatus.contains(Int(response.status.code)), invocation.claimFallback() {
+                self.record(started, fallback: true)
+                return self.legacy(request, reason: .status, invocation: invocation, on: eventLoop)
+            }
+            self.record(started, error: response.status.code >= 500)
+            var response = response
+            self.headers.addOptimized(plugin, to: &response.headers)
+            guard plugin.observes(request.head.method) else {
+                return eventLoop.makeSucceededFuture(.respond(response))
+            }
+            let answer = response
+            let observed = eventLoop.makePromise(of: BufferedOutcome.self)
+            Observation.run(plugin, request, identity: identity, response: answer, lane: .optimized) {
+                observed.succeed(.respond(answer))
+            }
+            return observed.futureResult
+        case .declined:
+            self.record(started)
+            return ObservedLegacy.outcome(request, plugin: plugin, upstream: self.upstream, headers: self.headers.legacy(plugin: plugin), on: eventLoop)
+        case .failed(let message):
+            if invocation.claimFallback() {
+                self.record(started, fallback: true)
+                return self.legacy(request, reason: .error, invocation: invocation, on: eventLoop)
+            }
+            self.record(started, error: true)
+            var headers = self.headers.optimized(plugin)
+            headers.add(name: "x-turnout-fallback", value: "none")
+            return eventLoop.makeSucceededFuture(.respond(.error(
+                .badGateway, code: "optimized_lane_failed",
+                message: "\(plugin.name) failed after sending the write to the legacy API, so it was not replayed: \(message)",
+                headers: headers
+            )))
+        }
     }
 
     private func legacy(_ request: BufferedRequest, reason: FallbackReason, invocation: PluginInvocation, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
@@ -167,10 +185,10 @@ struct PluginLaneHandler: BufferedRequestHandler {
 /// dropped their copies (SPEC section 3: a write invalidates what it made
 /// stale before its response is returned, on every instance).
 enum Observation {
-    static func run(_ plugin: LoadedPlugin, _ request: BufferedRequest, response: BufferedResponse, lane: PluginLane,
+    static func run(_ plugin: LoadedPlugin, _ request: BufferedRequest, identity: String, response: BufferedResponse, lane: PluginLane,
                     then send: @escaping @Sendable () -> Void) {
         let waiter = InvalidationBarrier.collect {
-            plugin.observe(request, identity: CallerIdentity.digest(request.head.headers), response: response, lane: lane)
+            plugin.observe(request, identity: identity, response: response, lane: lane)
         }
         guard let waiter else { return send() }
         waiter.whenDone(send)
@@ -184,7 +202,7 @@ enum Observation {
 /// is streamed like any legacy request.
 enum ObservedLegacy {
     static func outcome(_ request: BufferedRequest, plugin: LoadedPlugin?, upstream: UpstreamClient, headers: HTTPHeaders, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
-        guard let plugin, plugin.hasObserver else {
+        guard let plugin, plugin.observes(request.head.method) else {
             return eventLoop.makeSucceededFuture(.forward(head: request.head, body: request.body, upstream: upstream, extraResponseHeaders: headers))
         }
         var head = request.head
@@ -197,7 +215,7 @@ enum ObservedLegacy {
             }
             let answer = response
             let observed = eventLoop.makePromise(of: BufferedOutcome.self)
-            Observation.run(plugin, request, response: answer, lane: .legacy) {
+            Observation.run(plugin, request, identity: CallerIdentity.digest(request.head.headers), response: answer, lane: .legacy) {
                 observed.succeed(.respond(answer))
             }
             return observed.futureResult

@@ -83,7 +83,7 @@ struct TurnoutRouter: RequestRouter {
         let plugin = self.runtime.plugins.current(pluginConfig.name)
         switch lane {
         case .legacy:
-            if let plugin, plugin.hasObserver {
+            if let plugin, plugin.observes(head.method) {
                 return .buffered(ObservedLegacy.Handler(plugin: plugin, upstream: snapshot.upstream, uri: uri, headers: headers.legacy()), label: .pluginLegacy)
             }
             if forced {
@@ -147,10 +147,13 @@ struct ForwardHandler: BufferedRequestHandler {
 
 extension String {
     /// Path and query of a request target (fragment dropped).
+    /// Byte-wise: `?` and `#` are ASCII, so UTF-8 indices are valid
+    /// `String` indices here (Character-wise search showed in profiles).
     var splitTarget: (path: Substring, query: Substring) {
-        let end = self.firstIndex(of: "#") ?? self.endIndex
+        let utf8 = self.utf8
+        let end = utf8.firstIndex(of: UInt8(ascii: "#")) ?? utf8.endIndex
         let target = self[..<end]
-        guard let q = target.firstIndex(of: "?") else { return (target, "") }
-        return (target[..<q], target[target.index(after: q)...])
+        guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (target, "") }
+        return (target[..<q], target[target.utf8.index(after: q)...])
     }
 }

@@ -259,7 +259,19 @@ typedef struct turnout_plugin_v1 {
      *  must be quick and must not block. Arguments borrowed. May be NULL. */
     void (*on_observe)(void *instance, const turnout_request *request,
                        const turnout_response *response, uint32_t lane);
+
+    /* ---- ABI 1.1: read by the host only when struct_size covers it (a 1.0
+     *      plugin's descriptor ends above; it is treated as 0). ---- */
+
+    /** TURNOUT_OBSERVE_* flags for `on_observe`. */
+    uint32_t observe_flags;
 } turnout_plugin_v1;
+
+/** `observe_flags`: call `on_observe` only for requests that may change
+ *  state (every method but GET, HEAD and OPTIONS). Reads on the plugin's
+ *  routes are then not buffered or copied for the hook — in the legacy lane
+ *  they stream like any other request. */
+#define TURNOUT_OBSERVE_WRITES_ONLY 1u
 
 /** The type of the entry point. */
 typedef const turnout_plugin_v1 *(*turnout_plugin_entry_fn)(uint32_t host_abi_major,
