@@ -85,12 +85,15 @@ struct CacheCore {
         // Dynamic TTL: a read-often entry earns +hitExtension × ttl per hit,
         // capped at maxTTLMultiplier × ttl after it was stored — popular keys
         // stay longer, but never unboundedly stale.
-        let s = slots[i]
-        let cap = s.storedAt + s.ttl * config.maxTTLMultiplier
-        slots[i].expiresAt = min(cap, max(s.expiresAt, s.expiresAt + s.ttl * config.hitExtension))
+        // Fields read in place: copying the whole slot (key, value, tags)
+        // costs a retain/release per field on every hit.
+        let ttl = slots[i].ttl
+        let cap = slots[i].storedAt + ttl * config.maxTTLMultiplier
+        let expires = slots[i].expiresAt
+        slots[i].expiresAt = min(cap, max(expires, expires + ttl * config.hitExtension))
         touch(i)
         stats.hits += 1
-        return CacheHit(value: s.value, version: s.version, stale: false, expiresAt: slots[i].expiresAt)
+        return CacheHit(value: slots[i].value, version: slots[i].version, stale: false, expiresAt: slots[i].expiresAt)
     }
 
     mutating func getStale(_ key: String, now: Double) -> CacheHit? {

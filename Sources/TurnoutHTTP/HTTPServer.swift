@@ -61,7 +61,10 @@ public enum ServerHandlerNames {
         let pipeline = channel.pipeline
         return pipeline.removeHandler(name: proxy)
             .flatMap { pipeline.removeHandler(name: protocolErrors) }
-            .flatMap { pipeline.removeHandler(name: upgradeFilter) }
+            .flatMap {
+                // The filter may have left already (after a first plain request).
+                pipeline.removeHandler(name: upgradeFilter).recover { _ in }
+            }
             .flatMap { pipeline.removeHandler(name: idle) }
     }
 }

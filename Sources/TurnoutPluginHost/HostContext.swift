@@ -139,6 +139,8 @@ final class HostContext: Sendable {
     let configJSON: [UInt8]
     let lifecycle: InstanceLifecycle
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
+    /// Raw names as plugins pass them → their counter (bounded).
+    private let aliases = NIOLockedValueBox<[String: Counter]>([:])
     private let table: HostTable
 
     static let maxCounterNames = 32
@@ -178,6 +180,9 @@ final class HostContext: Sendable {
     /// The counter for a plugin-chosen name: `[a-z0-9_]`, at most 64 chars,
     /// at most ``maxCounterNames`` per plugin (later names count as "other").
     func counter(named raw: String) -> Counter {
+        // Plugins count the same few names on every request: look the raw
+        // name up before sanitising it.
+        if let known = aliases.withLockedValue({ $0[raw] }) { return known }
         var name = ""
         for scalar in raw.unicodeScalars.prefix(64) {
             switch scalar {
@@ -188,7 +193,7 @@ final class HostContext: Sendable {
         }
         if name.isEmpty { name = "unnamed" }
         let pluginName = self.pluginName
-        return counters.withLockedValue { counters in
+        let counter = counters.withLockedValue { counters in
             if let existing = counters[name] { return existing }
             let key = counters.count < Self.maxCounterNames ? name : "other"
             if let existing = counters[key] { return existing }
@@ -196,6 +201,8 @@ final class HostContext: Sendable {
             counters[key] = counter
             return counter
         }
+        aliases.withLockedValue { if $0.count < 8 * Self.maxCounterNames { $0[raw] = counter } }
+        return counter
     }
 }
 

@@ -22,7 +22,9 @@ enum Metrics {
         default: requests5xx.increment()
         }
         if summary.failure != nil { failures.increment() }
-        duration.recordNanoseconds(summary.duration.nanoseconds)
+        // Proxied traffic has per-lane histograms (TrafficMeter); one
+        // histogram per request is enough.
+        if summary.label == .none { duration.recordNanoseconds(summary.duration.nanoseconds) }
     }
 }
 

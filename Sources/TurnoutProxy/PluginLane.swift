@@ -48,10 +48,20 @@ enum CallerIdentity {
     private static let memo = NIOLockedValueBox([String: String]())
 
     static func digest(_ headers: HTTPHeaders) -> String {
-        let auth = headers[canonicalForm: "authorization"].joined(separator: ",")
-        let cookie = headers[canonicalForm: "cookie"].joined(separator: ";")
+        let auth = headers.first(name: "authorization") ?? ""
+        let cookie = headers.first(name: "cookie") ?? ""
         if auth.isEmpty, cookie.isEmpty { return "" }
-        let key = "a=\(auth)\nc=\(cookie)"
+        // Repeated Authorization/Cookie fields are joined; the common single
+        // Authorization needs no string building at all.
+        let multiple = headers[canonicalForm: "authorization"].count > 1 || headers[canonicalForm: "cookie"].count > 1
+        let key: String
+        if multiple {
+            key = "a=\(headers[canonicalForm: "authorization"].joined(separator: ","))\nc=\(headers[canonicalForm: "cookie"].joined(separator: ";"))"
+        } else if cookie.isEmpty {
+            key = "a=" + auth
+        } else {
+            key = "a=\(auth)\nc=\(cookie)"
+        }
         if let known = memo.withLockedValue({ $0[key] }) { return known }
         let digest = String(SHA256Hasher.hexDigest(Array(key.utf8)).prefix(32))
         memo.withLockedValue {

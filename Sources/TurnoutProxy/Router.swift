@@ -66,7 +66,10 @@ struct TurnoutRouter: RequestRouter {
             forced = true
         }
         let method = head.method.rawValue
-        guard let pluginConfig = snapshot.config.plugins.first(where: { $0.matches(method: method, path: String(routePath)) }) else {
+        let routeString = String(routePath)
+        // By index: copying the matched PluginConfig (routes, config table)
+        // per request showed in profiles.
+        guard let pluginIndex = snapshot.config.plugins.firstIndex(where: { $0.matches(method: method, path: routeString) }) else {
             if forced {
                 var head = head
                 head.uri = uri
@@ -80,7 +83,8 @@ struct TurnoutRouter: RequestRouter {
         if snapshot.optimizedEnabled {
             lane = snapshot.decider.decide(input, forcedOptimized: forced).0
         }
-        let plugin = self.runtime.plugins.current(pluginConfig.name)
+        let pluginName = snapshot.config.plugins[pluginIndex].name
+        let plugin = self.runtime.plugins.current(pluginName)
         switch lane {
         case .legacy:
             if let plugin, plugin.observes(head.method) {
@@ -96,7 +100,7 @@ struct TurnoutRouter: RequestRouter {
             guard let plugin else {
                 PluginMetrics.fallback(.unavailable)
                 self.runtime.rollout.record(lane: .optimized, latencyMs: 0, error: false, fallback: true)
-                self.runtime.rollout.criticalFailure("plugin \(pluginConfig.name) is unavailable (not loaded): its optimized traffic falls back to legacy", percent: snapshot.decider.percent)
+                self.runtime.rollout.criticalFailure("plugin \(pluginName) is unavailable (not loaded): its optimized traffic falls back to legacy", percent: snapshot.decider.percent)
                 var head = head
                 head.uri = uri
                 return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy(fallback: .unavailable)),

@@ -210,7 +210,10 @@ import Glibc
         // /metrics itself is a 2xx: count only the deltas we caused.
         #expect(value(after, #"turnout_requests_total{class="2xx"}"#) - value(before.text, #"turnout_requests_total{class="2xx"}"#) >= 7)
         #expect(value(after, #"turnout_requests_total{class="4xx"}"#) - value(before.text, #"turnout_requests_total{class="4xx"}"#) == 3)
-        #expect(value(after, "turnout_request_duration_seconds_count") >= 10)
+        // Proxied requests land in the per-lane histogram (Turnout's own
+        // endpoints in turnout_request_duration_seconds).
+        #expect(value(after, #"turnout_lane_request_duration_seconds_count{lane="legacy"}"#) >= 10)
+        #expect(value(after, #"turnout_lane_requests_total{lane="legacy",class="4xx"}"#) == 3)
         #expect(value(after, "turnout_upstream_connections_opened_total") >= 1)
     }
 
