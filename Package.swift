@@ -56,6 +56,7 @@ let package = Package(
             name: "TurnoutPluginHost",
             dependencies: [
                 "CTurnoutPluginABI", "TurnoutConfig", "TurnoutHTTP",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -94,7 +95,10 @@ let package = Package(
         // health, the metrics JSON and the dashboard page. Pure (time is passed in).
         .target(name: "TurnoutMonitor"),
         // The coordinator's event queue (batches, retries, dead letters) and the idempotency store.
-        .target(name: "TurnoutCoordination", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "TurnoutCoordination",
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // WebSocket push: JWT-authorized upgrades, channels, heartbeat, limits, slow-consumer cut-off, fan-out.
         .target(
             name: "TurnoutPush",

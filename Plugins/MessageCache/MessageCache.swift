@@ -183,7 +183,7 @@ final class MessageCache: ObservingPlugin {
         if request.method == "PUT", let id = Self.messageID(request.path) {
             dropped += host.invalidate(tag: "message:\(id)")
         }
-        if let conversation = Self.scanInt(response.body, key: "conversation_id") {
+        if let conversation = Scan.int(response.body, key: "conversation_id") {
             dropped += host.invalidate(tag: "conversation:\(conversation)")
         } else {
             dropped += host.invalidate(pattern: "messages:*")
@@ -214,7 +214,7 @@ final class MessageCache: ObservingPlugin {
             return ["conversation:\(conversation)"]
         case .message(let id):
             var tags = ["message:\(id)"]
-            if let conversation = scanInt(body, key: "conversation_id") { tags.append("conversation:\(conversation)") }
+            if let conversation = Scan.int(body, key: "conversation_id") { tags.append("conversation:\(conversation)") }
             return tags
         }
     }
@@ -270,18 +270,7 @@ final class MessageCache: ObservingPlugin {
 
     /// The id of `/api/messages/{digits}`.
     static func messageID(_ path: Substring) -> Int? {
-        // Byte-wise (the prefix is ASCII): Character-wise prefix tests showed in profiles.
-        let prefix = "/api/messages/".utf8
-        let bytes = path.utf8
-        guard bytes.count > prefix.count, bytes.starts(with: prefix) else { return nil }
-        var value = 0
-        var count = 0
-        for byte in bytes.dropFirst(prefix.count) {
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), count < 18 else { return nil }
-            value = value * 10 + Int(byte - UInt8(ascii: "0"))
-            count += 1
-        }
-        return value
+        Scan.int(after: "/api/messages/", in: path)
     }
 
     /// A non-empty run of ASCII digits as an Int (nil on overflow).
@@ -289,29 +278,6 @@ final class MessageCache: ObservingPlugin {
         guard !text.isEmpty, text.utf8.count <= 18,
               text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
         return Int(text)
-    }
-
-    /// The integer after the first `"<key>":` in a JSON body. Inside a JSON
-    /// string every quote is escaped, so `"<key>":` only matches a member name.
-    static func scanInt(_ body: [UInt8], key: String) -> Int? {
-        let needle = Array("\"\(key)\"".utf8)
-        guard body.count > needle.count else { return nil }
-        var i = 0
-        while i + needle.count <= body.count {
-            if body[i] == needle[0], body[i..<(i + needle.count)].elementsEqual(needle) {
-                var j = i + needle.count
-                while j < body.count, body[j] == 0x20 || body[j] == 0x09 || body[j] == 0x0A || body[j] == 0x0D { j += 1 }
-                guard j < body.count, body[j] == UInt8(ascii: ":") else { i += 1; continue }
-                j += 1
-                while j < body.count, body[j] == 0x20 || body[j] == 0x09 || body[j] == 0x0A || body[j] == 0x0D { j += 1 }
-                let start = j
-                while j < body.count, body[j] >= UInt8(ascii: "0"), body[j] <= UInt8(ascii: "9"), j - start < 18 { j += 1 }
-                guard j > start else { return nil }
-                return Int(String(decoding: body[start..<j], as: UTF8.self))
-            }
-            i += 1
-        }
-        return nil
     }
 }
 

@@ -46,7 +46,7 @@ final class MessageCoordinator: ObservingPlugin {
         if let messageID {
             host.invalidate(tag: "message:\(messageID)")
         }
-        guard let conversation = Self.scanInt(response.body, key: "conversation_id") else {
+        guard let conversation = Scan.int(response.body, key: "conversation_id") else {
             host.invalidate(pattern: "messages:*")
             host.count("unreadable")
             host.log(.warning, "message-coordinator: \(request.method) \(request.path) answered \(response.status) without a readable conversation_id; dropped every messages:* key and sent no event")
@@ -62,34 +62,7 @@ final class MessageCoordinator: ObservingPlugin {
 
     /// The id of `/api/messages/{digits}`.
     static func messageID(_ path: Substring) -> Int? {
-        let prefix = "/api/messages/"
-        guard path.hasPrefix(prefix) else { return nil }
-        let rest = path.dropFirst(prefix.count)
-        guard !rest.isEmpty, rest.utf8.count <= 18, rest.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        return Int(rest)
-    }
-
-    /// The integer after the first `"<key>":` in a JSON body. Inside a JSON
-    /// string every quote is escaped, so `"<key>":` only matches a member name.
-    static func scanInt(_ body: [UInt8], key: String) -> Int? {
-        let needle = Array("\"\(key)\"".utf8)
-        guard body.count > needle.count else { return nil }
-        var i = 0
-        while i + needle.count <= body.count {
-            if body[i] == needle[0], body[i..<(i + needle.count)].elementsEqual(needle) {
-                var j = i + needle.count
-                while j < body.count, body[j] == 0x20 || body[j] == 0x09 || body[j] == 0x0A || body[j] == 0x0D { j += 1 }
-                guard j < body.count, body[j] == UInt8(ascii: ":") else { i += 1; continue }
-                j += 1
-                while j < body.count, body[j] == 0x20 || body[j] == 0x09 || body[j] == 0x0A || body[j] == 0x0D { j += 1 }
-                let start = j
-                while j < body.count, body[j] >= UInt8(ascii: "0"), body[j] <= UInt8(ascii: "9"), j - start < 18 { j += 1 }
-                guard j > start else { return nil }
-                return Int(String(decoding: body[start..<j], as: UTF8.self))
-            }
-            i += 1
-        }
-        return nil
+        Scan.int(after: "/api/messages/", in: path)
     }
 }
 

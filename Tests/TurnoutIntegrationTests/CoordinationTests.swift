@@ -27,14 +27,7 @@ import Glibc
                 [coordination]
                 sink_url = "http://127.0.0.1:\(crmPort)/__crm/events"
                 \(coordination)
-                [[plugin]]
-                name = "message-cache"
-                path = "\(try binary("libTurnoutMessageCache.so").path)"
-                routes = ["GET /api/messages", "GET /api/messages/*"]
-                [[plugin]]
-                name = "message-coordinator"
-                path = "\(try binary("libTurnoutMessageCoordinator.so").path)"
-                routes = ["POST /api/messages", "PUT /api/messages/*"]
+                \(try messagePlugins())
                 """))
             } catch {
                 crm.terminate()

@@ -26,14 +26,7 @@ import Glibc
                 [push]
                 jwt_secret = "\(PushTests.secret)"
                 \(push)
-                [[plugin]]
-                name = "message-cache"
-                path = "\(try binary("libTurnoutMessageCache.so").path)"
-                routes = ["GET /api/messages", "GET /api/messages/*"]
-                [[plugin]]
-                name = "message-coordinator"
-                path = "\(try binary("libTurnoutMessageCoordinator.so").path)"
-                routes = ["POST /api/messages", "PUT /api/messages/*"]
+                \(try messagePlugins())
                 """))
             } catch {
                 crm.terminate()

@@ -30,14 +30,7 @@ import Glibc
             redis = "redis://127.0.0.1:\(redisPort)/0"
             [push]
             jwt_secret = "\(PushTests.secret)"
-            [[plugin]]
-            name = "message-cache"
-            path = "\(try binary("libTurnoutMessageCache.so").path)"
-            routes = ["GET /api/messages", "GET /api/messages/*"]
-            [[plugin]]
-            name = "message-coordinator"
-            path = "\(try binary("libTurnoutMessageCoordinator.so").path)"
-            routes = ["POST /api/messages", "PUT /api/messages/*"]
+            \(try messagePlugins())
             """)
             a = try TurnoutInstance(config: config)
             b = try TurnoutInstance(config: config)

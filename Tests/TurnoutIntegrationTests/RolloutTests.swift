@@ -189,7 +189,11 @@ import Glibc
         defer { crm.terminate() }
         let turnout = try TurnoutInstance(config: try config(
             crmPort: crmPort, percent: 0,
-            rollback: "window_s = 2\nmin_requests = 5",
+            // This test walks the phases; the latency judgement has its own
+            // tests. On a loaded 2-core CI box, optimized p95 over a 2 s
+            // window can exceed 2 × legacy p95 by chance (seen: 14.5 vs
+            // 6.8 ms) and roll the walk back, so the factor is generous here.
+            rollback: "window_s = 2\nmin_requests = 5\nlatency_factor = 50",
             migration: "start_percent = 20\nstep_percent = 40\nstep_interval_s = 0.5"
         ))
         let load = Load(port: turnout.port, headers: [demo])
@@ -205,7 +209,7 @@ import Glibc
             return r["phase"] as? String == "completed"
         }
         let statuses = load.stop()
-        #expect(done, "phases seen: \(phases)")
+        #expect(done, "phases seen: \(phases); history: \((try? rollout(turnout)["history"]) ?? "?")")
         #expect(phases.contains("rollout") && phases.contains("monitoring") && phases.last == "completed", "\(phases)")
         #expect(percents.isSuperset(of: [20, 60, 100]), "\(percents)")
         #expect(try rollout(turnout)["percent"] as? Int == 100)

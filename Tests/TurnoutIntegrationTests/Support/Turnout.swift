@@ -102,3 +102,18 @@ public final class Background<T>: @unchecked Sendable {
         return result
     }
 }
+
+/// The two shipped message plugins as `[[plugin]]` tables: reads through
+/// `message-cache`, writes through `message-coordinator`.
+public func messagePlugins() throws -> String {
+    """
+    [[plugin]]
+    name = "message-cache"
+    path = "\(try binary("libTurnoutMessageCache.so").path)"
+    routes = ["GET /api/messages", "GET /api/messages/*"]
+    [[plugin]]
+    name = "message-coordinator"
+    path = "\(try binary("libTurnoutMessageCoordinator.so").path)"
+    routes = ["POST /api/messages", "PUT /api/messages/*"]
+    """
+}
