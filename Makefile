@@ -36,6 +36,8 @@ run: release
 	echo "  curl -s -H 'Authorization: Bearer dev-admin-token' http://127.0.0.1:8080/api/optimized"; \
 	echo "  curl -i -H 'X-Turnout-Lane: optimized' -H 'Authorization: Bearer demo' http://127.0.0.1:8080/api/messages/1   # twice: X-Cache MISS, then HIT"; \
 	echo "  curl -s http://127.0.0.1:8080/readyz"; \
+	echo "  open http://127.0.0.1:8080/api/optimized/dashboard?token=dev-admin-token   # the dashboard"; \
+	echo "  WebSocket push: ws://127.0.0.1:8080/ws?token=<HS256 JWT signed with push.jwt_secret, claim channels> (README: Push notifications)"; \
 	echo "  edit proxy.conf (or kill -HUP the turnout process) to reload; Ctrl-C stops both."; \
 	echo ""; \
 	$(RELEASE_BIN)/turnout --config proxy.conf
