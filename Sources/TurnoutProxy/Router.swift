@@ -88,14 +88,14 @@ struct TurnoutRouter: RequestRouter {
         switch lane {
         case .legacy:
             if let plugin, plugin.observes(head.method) {
-                return .buffered(ObservedLegacy.Handler(plugin: plugin, upstream: snapshot.upstream, uri: uri, headers: headers.legacy()), label: .pluginLegacy)
+                return .buffered(ObservedLegacy.Handler(plugin: plugin, upstream: snapshot.upstream, uri: uri, headers: headers.legacy()), label: .pluginLegacy(pluginIndex))
             }
             if forced {
                 var head = head
                 head.uri = uri
-                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()), label: .pluginLegacy)
+                return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy()), label: .pluginLegacy(pluginIndex))
             }
-            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy(), label: .pluginLegacy)
+            return .stream(upstream: snapshot.upstream, extraResponseHeaders: headers.legacy(), label: .pluginLegacy(pluginIndex))
         case .optimized:
             guard let plugin else {
                 PluginMetrics.fallback(.unavailable)
@@ -104,19 +104,20 @@ struct TurnoutRouter: RequestRouter {
                 var head = head
                 head.uri = uri
                 return .buffered(ForwardHandler(head: head, upstream: snapshot.upstream, headers: headers.legacy(fallback: .unavailable)),
-                                 label: .optimized)
+                                 label: .optimized(pluginIndex))
             }
             return .buffered(PluginLaneHandler(
                 plugin: plugin, upstream: snapshot.upstream, uri: uri, fallback: snapshot.config.fallback,
                 headers: headers, rollout: self.runtime.rollout
-            ), label: .optimized)
+            ), label: .optimized(pluginIndex))
         }
     }
 
     func exchangeFinished(_ summary: ExchangeSummary) {
         Metrics.exchange(summary)
-        self.runtime.traffic.record(summary, decider: self.runtime.snapshot.decider)
-        if summary.label == .pluginLegacy {
+        let snapshot = self.runtime.snapshot
+        self.runtime.traffic.record(summary, decider: snapshot.decider, plugins: snapshot.config.plugins)
+        if summary.label.lane == .pluginLegacy {
             self.runtime.rollout.record(
                 lane: .legacy,
                 latencyMs: Double(summary.duration.nanoseconds) / 1e6,
@@ -128,14 +129,37 @@ struct TurnoutRouter: RequestRouter {
 }
 
 extension ExchangeLabel {
-    /// A plugin-routed request that took the legacy lane (counted in the
-    /// rollback window as the legacy baseline).
-    static let pluginLegacy = ExchangeLabel(rawValue: 1)
-    /// A plugin-routed request sent to the optimized lane (fallbacks included).
-    static let optimized = ExchangeLabel(rawValue: 2)
-    /// A request that is not plugin-routed: legacy, streamed.
-    static let legacy = ExchangeLabel(rawValue: 3)
-    // `.none`: Turnout's own endpoints (admin, health, metrics); not traffic.
+    /// Which lane carried an exchange (the label's low 2 bits).
+    enum LaneKind: UInt8 {
+        /// Turnout's own endpoints (admin, health, metrics): not traffic.
+        case local = 0
+        /// A plugin-routed request that took the legacy lane (counted in the
+        /// rollback window as the legacy baseline).
+        case pluginLegacy = 1
+        /// A plugin-routed request sent to the optimized lane (fallbacks included).
+        case optimized = 2
+        /// A request that is not plugin-routed: legacy, streamed.
+        case legacy = 3
+    }
+
+    var lane: LaneKind { LaneKind(rawValue: rawValue & 0b11) ?? .local }
+
+    /// The index of the [[plugin]] whose route matched, for the bounded
+    /// `route` metric label (nil when no plugin route matched).
+    var pluginIndex: Int? {
+        let stored = Int(rawValue >> 2)
+        return stored > 0 ? stored - 1 : nil
+    }
+
+    static let legacy = ExchangeLabel(rawValue: LaneKind.legacy.rawValue)
+
+    static func pluginLegacy(_ index: Int) -> ExchangeLabel { routed(.pluginLegacy, index) }
+    static func optimized(_ index: Int) -> ExchangeLabel { routed(.optimized, index) }
+
+    private static func routed(_ lane: LaneKind, _ index: Int) -> ExchangeLabel {
+        // 6 bits for the plugin: the 63rd and later plugins share "other".
+        ExchangeLabel(rawValue: UInt8(min(index + 1, 63)) << 2 | lane.rawValue)
+    }
 }
 
 /// Sends a (rewritten) request to the legacy API and streams the answer.

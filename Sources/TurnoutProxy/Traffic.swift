@@ -3,6 +3,7 @@ import CoreMetrics
 import Metrics
 import NIOConcurrencyHelpers
 import Synchronization
+import TurnoutConfig
 import TurnoutHTTP
 import TurnoutMonitor
 import TurnoutRollout
@@ -23,20 +24,34 @@ final class TrafficMeter: Sendable {
     private let lanes = NIOLockedValueBox([LaneCounters(), LaneCounters()])
     let clients = TopKRecorder(capacity: 100)
 
-    private static let requests: [[Counter]] = ["legacy", "optimized"].map { lane in
-        ["1xx", "2xx", "3xx", "4xx", "5xx"].map { Counter(label: "turnout_lane_requests_total", dimensions: [("lane", lane), ("class", $0)]) }
+    /// `turnout_lane_requests_total{lane, route, class}`; `route` is the
+    /// matched plugin's name or "none" (bounded by the configured plugins).
+    private let requestCounters = NIOLockedValueBox([String: Counter]())
+    private static let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+    private func requestCounter(lane: Int, route: String, statusClass: Int) -> Counter {
+        let key = "\(lane)|\(statusClass)|\(route)"
+        return requestCounters.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: "turnout_lane_requests_total", dimensions: [
+                ("lane", lane == 1 ? "optimized" : "legacy"), ("route", route), ("class", Self.classes[statusClass]),
+            ])
+            if counters.count < 2048 { counters[key] = counter }
+            return counter
+        }
     }
     private static let latency: [CoreMetrics.Timer] = ["legacy", "optimized"].map {
         CoreMetrics.Timer(label: "turnout_lane_request_duration_seconds", dimensions: [("lane", $0)])
     }
 
-    func record(_ summary: ExchangeSummary, decider: LaneDecider) {
+    func record(_ summary: ExchangeSummary, decider: LaneDecider, plugins: [PluginConfig]) {
         let index: Int
-        switch summary.label {
+        switch summary.label.lane {
         case .optimized: index = 1
         case .legacy, .pluginLegacy: index = 0
-        default: return
+        case .local: return
         }
+        let route = summary.label.pluginIndex.map { $0 < plugins.count && $0 < 62 ? plugins[$0].name : "other" } ?? "none"
         let error = summary.status >= 500 || summary.failure != nil
         let ms = Double(summary.duration.nanoseconds) / 1e6
         lanes.withLockedValue { lanes in
@@ -45,7 +60,7 @@ final class TrafficMeter: Sendable {
             lanes[index].interval.record(ms: ms)
         }
         let statusClass = min(max(Int(summary.status) / 100, 1), 5) - 1
-        Self.requests[index][statusClass].increment()
+        requestCounter(lane: index, route: route, statusClass: statusClass).increment()
         Self.latency[index].recordNanoseconds(summary.duration.nanoseconds)
         let (path, query) = summary.uri.splitTarget
         let input = LaneInput(path: path, query: query, header: { summary.headers.first(name: $0) }, clientIP: summary.remoteIP ?? "")

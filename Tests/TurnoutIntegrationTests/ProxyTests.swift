@@ -213,7 +213,11 @@ import Glibc
         // Proxied requests land in the per-lane histogram (Turnout's own
         // endpoints in turnout_request_duration_seconds).
         #expect(value(after, #"turnout_lane_request_duration_seconds_count{lane="legacy"}"#) >= 10)
-        #expect(value(after, #"turnout_lane_requests_total{lane="legacy",class="4xx"}"#) == 3)
+        // By lane, route (the matched plugin, or "none") and status class.
+        let legacy4xx = after.split(separator: "\n").filter {
+            $0.hasPrefix("turnout_lane_requests_total{") && $0.contains(#"lane="legacy""#) && $0.contains(#"route="none""#) && $0.contains(#"class="4xx""#)
+        }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        #expect(legacy4xx == 3)
         #expect(value(after, "turnout_upstream_connections_opened_total") >= 1)
     }
 
