@@ -36,6 +36,8 @@ public final class RedisTier: SharedCacheTier {
     private let ackTimeout: Double
     private let generationBox = Atomic<UInt64>(0)
     private let coherentBox = Atomic<Bool>(false)
+    /// Bumped by every (re)subscription and every loss of it.
+    private let subscriptionEpoch = Atomic<UInt64>(0)
     private let pending = Mutex<[String: AckWait]>([:])
     private let remote: Mutex<(apply: @Sendable (Invalidation) -> Void, resync: @Sendable () -> Void)?>
 
@@ -98,8 +100,18 @@ public final class RedisTier: SharedCacheTier {
     /// The subscription is (re)established: drop local entries, learn the
     /// generation, then serve reads again.
     public func subscribed() {
+        let epoch = subscriptionEpoch.add(1, ordering: .acquiringAndReleasing).newValue
+        becomeCoherent(epoch: epoch)
+    }
+
+    /// Drops local entries, reads the generation, then serves reads again —
+    /// unless the subscription changed meanwhile (`epoch` moved on), so an
+    /// old answer can never mark a lost subscription coherent.
+    private func becomeCoherent(epoch: UInt64) {
+        guard subscriptionEpoch.load(ordering: .acquiring) == epoch else { return }
         remote.withLock { $0 }?.resync()
         client.send([Array("GET".utf8), Array("\(Self.prefix)gen".utf8)]) { [self] result in
+            guard self.subscriptionEpoch.load(ordering: .acquiring) == epoch else { return }
             switch result {
             case .success(let reply):
                 let value = reply.string.flatMap { UInt64($0) } ?? 0
@@ -107,16 +119,16 @@ public final class RedisTier: SharedCacheTier {
                 self.coherentBox.store(true, ordering: .releasing)
                 self.logger.info("cache: Redis tier coherent again; local entries were dropped", metadata: ["generation": "\(value)"])
             case .failure(let error):
-                // The command connection may still be reconnecting: try again
-                // shortly (a later unsubscribe makes the answer moot anyway).
+                // The command connection may still be reconnecting: try again shortly.
                 self.logger.debug("cache: Redis generation not read yet, retrying: \(error)")
-                DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { self.subscribed() }
+                DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { self.becomeCoherent(epoch: epoch) }
             }
         }
     }
 
     /// The subscription was lost: stop serving local reads until it is back.
     public func unsubscribed(reason: String) {
+        subscriptionEpoch.add(1, ordering: .acquiringAndReleasing)
         if coherentBox.exchange(false, ordering: .acquiringAndReleasing) {
             logger.warning("cache: Redis unreachable; serving every read from the legacy API until it is back (requests keep succeeding)",
                            metadata: ["reason": "\(reason)"])
