@@ -59,12 +59,6 @@ enum StatusDocument {
         """
     }
 
-    static func metrics(_ runtime: Runtime) -> String {
-        let config = runtime.config
-        let rollout = runtime.rollout.status(windowSeconds: config.rollback.windowS)
-        return #"{"lanes":\#(lanes(rollout)),"rollout":\#(self.rollout(runtime, rollout))}"#
-    }
-
     static func rollout(_ runtime: Runtime, _ status: RolloutController.Status) -> String {
         let migration = status.migration
         let now = runtime.rollout.now

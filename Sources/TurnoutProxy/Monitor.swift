@@ -88,7 +88,7 @@ final class Monitor: Sendable {
         }
     }
 
-    var activeAlerts: [TurnoutMonitor.Alert] { state.withLockedValue { $0.alerts.active } }
+    var activeAlerts: [Alert] { state.withLockedValue { $0.alerts.active } }
     var health: HealthReport? { state.withLockedValue { $0.health } }
     var thresholds: AlertThresholds { state.withLockedValue { $0.alerts.thresholds } }
     var historyCount: Int { state.withLockedValue { $0.ring.count } }

@@ -7,7 +7,7 @@ import TurnoutHTTP
 import TurnoutRollout
 
 /// An alert raised by Turnout (a rollback, a critical plugin failure).
-public struct Alert: Sendable {
+public struct RollbackAlert: Sendable {
     public var name: String
     public var message: String
     public var raisedAt: Date
@@ -26,7 +26,7 @@ public final class RolloutController: Sendable {
         var policy: RollbackPolicy
         var machine: MigrationMachine
         var budget: RetryBudget
-        var alerts: [Alert] = []
+        var alerts: [RollbackAlert] = []
         var legacyHealthy: Bool?
         var legacyHealthMessage: String?
         var lastHealthCheck: Date?
@@ -210,7 +210,7 @@ public final class RolloutController: Sendable {
         public var migration: MigrationSnapshot
         public var optimized: LaneStats
         public var legacy: LaneStats
-        public var alerts: [Alert]
+        public var alerts: [RollbackAlert]
         public var legacyHealthy: Bool?
         public var legacyHealthMessage: String?
         public var stopped: Bool
@@ -242,7 +242,7 @@ public final class RolloutController: Sendable {
                 self.apply(percent, self.isStopped)
                 self.audit.record(actor: actor, action: "rollout.set", after: #"{"percent":\#(percent)}"#, detail: "migration")
             case .alert(let message):
-                let alert = Alert(name: "rollback", message: message, raisedAt: Date())
+                let alert = RollbackAlert(name: "rollback", message: message, raisedAt: Date())
                 self.state.withLockedValue {
                     $0.alerts.append(alert)
                     if $0.alerts.count > 50 { $0.alerts.removeFirst($0.alerts.count - 50) }
