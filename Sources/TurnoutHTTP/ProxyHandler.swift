@@ -426,8 +426,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         for (name, value) in exchange.extraHeaders where !headers.contains(name: name) {
             headers.add(name: name, value: value)
         }
-        headers.remove(name: "transfer-encoding")
-        headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+        // One scan decides: most answers carry neither header, and remove /
+        // replaceOrAdd each scan and rebuild the list (seen in profiles).
+        var framing = false
+        for (name, _) in headers where name.utf8.count == 14 || name.utf8.count == 17 {
+            if name.caseInsensitiveCompare("content-length") || name.caseInsensitiveCompare("transfer-encoding") { framing = true }
+        }
+        if framing {
+            headers.remove(name: "transfer-encoding")
+            headers.remove(name: "content-length")
+        }
+        headers.add(name: "content-length", value: String(response.body.readableBytes))
         if close { exchange.closeAfter = true }
         self.applyConnectionHeader(&headers, exchange: exchange)
         exchange.responseStarted = true
@@ -574,3 +583,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
+
+extension String {
+    /// ASCII case-insensitive equality with a lower-case `other`.
+    fileprivate func caseInsensitiveCompare(_ lower: StaticString) -> Bool {
+        let a = self.utf8
+        guard a.count == lower.utf8CodeUnitCount else { return false }
+        return lower.withUTF8Buffer { b in
+            zip(a, b).allSatisfy { x, y in (x | 0x20) == y || x == y }
+        }
+    }
+}

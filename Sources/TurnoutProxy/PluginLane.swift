@@ -33,8 +33,15 @@ struct DebugHeaders {
     /// Adds the optimized-lane headers (replacing any the plugin set).
     func addOptimized(_ plugin: LoadedPlugin, to headers: inout HTTPHeaders) {
         guard self.enabled else { return }
-        headers.replaceOrAdd(name: "x-turnout-lane", value: "optimized")
-        headers.replaceOrAdd(name: "x-turnout-plugin", value: plugin.label)
+        // Plugins rarely set these: add without the remove-and-rebuild of
+        // replaceOrAdd unless they did.
+        if headers.contains(name: "x-turnout-lane") || headers.contains(name: "x-turnout-plugin") {
+            headers.replaceOrAdd(name: "x-turnout-lane", value: "optimized")
+            headers.replaceOrAdd(name: "x-turnout-plugin", value: plugin.label)
+        } else {
+            headers.add(name: "x-turnout-lane", value: "optimized")
+            headers.add(name: "x-turnout-plugin", value: plugin.label)
+        }
     }
 }
 
