@@ -102,7 +102,9 @@ struct PluginLaneHandler: BufferedRequestHandler {
     func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
         let started = NIODeadline.now()
         var rewritten = request
-        rewritten.head.uri = self.uri
+        // Only the /api/messages/optimized alias changes the target; setting
+        // it unconditionally copied the head's storage on every request.
+        if rewritten.head.uri != self.uri { rewritten.head.uri = self.uri }
         let request = rewritten
         let identity = CallerIdentity.digest(request.head.headers)
         let invocation = self.plugin.handle(request, identity: identity, on: eventLoop)
@@ -253,7 +255,7 @@ enum ObservedLegacy {
 
         func handle(_ request: BufferedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<BufferedOutcome> {
             var request = request
-            request.head.uri = self.uri
+            if request.head.uri != self.uri { request.head.uri = self.uri }
             return ObservedLegacy.outcome(request, plugin: self.plugin, upstream: self.upstream, headers: self.headers, on: eventLoop)
         }
     }
