@@ -21,6 +21,18 @@ struct LocalEndpoints: Sendable {
     let metrics: (@Sendable () -> [UInt8])?
 
     func route(_ head: HTTPRequestHead, path: Substring, connection: ConnectionInfo, snapshot: Snapshot) -> RouteDecision? {
+        // Byte-wise pre-check: every proxied request passes here, and String
+        // comparisons of Substrings are Unicode-aware (seen in profiles).
+        let bytes = path.utf8
+        guard bytes.count >= 7, bytes.first == UInt8(ascii: "/") else { return nil }
+        switch bytes[bytes.index(after: bytes.startIndex)] {
+        case UInt8(ascii: "h"), UInt8(ascii: "r"), UInt8(ascii: "m"):
+            break
+        case UInt8(ascii: "a"):
+            guard bytes.starts(with: "/api/optimized".utf8) else { return nil }
+        default:
+            return nil
+        }
         switch path {
         case "/healthz":
             return .reject(.json(.ok, #"{"status":"ok"}"#))

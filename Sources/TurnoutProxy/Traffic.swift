@@ -29,14 +29,25 @@ final class TrafficMeter: Sendable {
     private let requestCounters = NIOLockedValueBox([String: Counter]())
     private static let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"]
 
-    private func requestCounter(lane: Int, route: String, statusClass: Int) -> Counter {
-        let key = "\(lane)|\(statusClass)|\(route)"
-        return requestCounters.withLockedValue { counters in
-            if let counter = counters[key] { return counter }
-            let counter = Counter(label: "turnout_lane_requests_total", dimensions: [
-                ("lane", lane == 1 ? "optimized" : "legacy"), ("route", route), ("class", Self.classes[statusClass]),
-            ])
-            if counters.count < 2048 { counters[key] = counter }
+    /// Keyed by (lane, class, route slot) packed in an Int, holding the route
+    /// name it was made for: no string is built per request, and a reload
+    /// that moves a plugin to another slot gets a fresh counter.
+    private let counterSlots = NIOLockedValueBox([Int: (route: String, counter: Counter)]())
+
+    private func requestCounter(lane: Int, routeSlot: Int, route: String, statusClass: Int) -> Counter {
+        let key = (routeSlot << 4) | (lane << 3) | statusClass
+        return counterSlots.withLockedValue { slots in
+            if let slot = slots[key], slot.route == route { return slot.counter }
+            let counter = requestCounters.withLockedValue { counters in
+                let name = "\(lane)|\(statusClass)|\(route)"
+                if let existing = counters[name] { return existing }
+                let made = Counter(label: "turnout_lane_requests_total", dimensions: [
+                    ("lane", lane == 1 ? "optimized" : "legacy"), ("route", route), ("class", Self.classes[statusClass]),
+                ])
+                if counters.count < 2048 { counters[name] = made }
+                return made
+            }
+            slots[key] = (route, counter)
             return counter
         }
     }
@@ -51,6 +62,7 @@ final class TrafficMeter: Sendable {
         case .legacy, .pluginLegacy: index = 0
         case .local: return
         }
+        let routeSlot = summary.label.pluginIndex.map { $0 + 1 } ?? 0
         let route = summary.label.pluginIndex.map { $0 < plugins.count && $0 < 62 ? plugins[$0].name : "other" } ?? "none"
         let error = summary.status >= 500 || summary.failure != nil
         let ms = Double(summary.duration.nanoseconds) / 1e6
@@ -60,11 +72,21 @@ final class TrafficMeter: Sendable {
             lanes[index].interval.record(ms: ms)
         }
         let statusClass = min(max(Int(summary.status) / 100, 1), 5) - 1
-        requestCounter(lane: index, route: route, statusClass: statusClass).increment()
+        requestCounter(lane: index, routeSlot: routeSlot, route: route, statusClass: statusClass).increment()
         Self.latency[index].recordNanoseconds(summary.duration.nanoseconds)
+        clients.record(key: Self.clientKey(summary, decider: decider), latencyMs: ms, error: error)
+    }
+
+    /// The sticky key the lane decision used; a header key (the default) is
+    /// read directly, without building a LaneInput.
+    static func clientKey(_ summary: ExchangeSummary, decider: LaneDecider) -> String {
+        if case .header(let name) = decider.sticky {
+            if let value = summary.headers.first(name: name), !value.isEmpty { return value }
+            return summary.remoteIP ?? ""
+        }
         let (path, query) = summary.uri.splitTarget
         let input = LaneInput(path: path, query: query, header: { summary.headers.first(name: $0) }, clientIP: summary.remoteIP ?? "")
-        clients.record(key: decider.stickyKey(input), latencyMs: ms, error: error)
+        return decider.stickyKey(input)
     }
 
     /// Cumulative counts and this interval's percentiles; starts a new interval.

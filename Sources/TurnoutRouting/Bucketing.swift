@@ -147,10 +147,12 @@ public struct LaneDecider: Sendable {
 /// The seed's alias: `/api/messages/optimized[/rest]` is `/api/messages[/rest]`
 /// forced onto the optimized lane. Returns the canonical path, or nil.
 public func optimizedAlias(_ path: Substring) -> Substring? {
-    let prefix = "/api/messages/optimized"
-    guard path.hasPrefix(prefix) else { return nil }
-    let rest = path.dropFirst(prefix.count)
-    if rest.isEmpty { return "/api/messages" }
-    guard rest.first == "/" else { return nil }
-    return Substring("/api/messages" + rest)
+    // Byte-wise: this runs on every request and the prefix is ASCII.
+    let prefix = "/api/messages/optimized".utf8
+    let bytes = path.utf8
+    guard bytes.count >= prefix.count, bytes.starts(with: prefix) else { return nil }
+    let restStart = bytes.index(bytes.startIndex, offsetBy: prefix.count)
+    if restStart == bytes.endIndex { return "/api/messages" }
+    guard bytes[restStart] == UInt8(ascii: "/") else { return nil }
+    return Substring("/api/messages" + path[restStart...])
 }
