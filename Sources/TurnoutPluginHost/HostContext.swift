@@ -212,6 +212,12 @@ private struct LegacyCompletion: @unchecked Sendable {
     let user: UnsafeMutableRawPointer?
 }
 
+/// The tags of a `cache_set`/`cache_fill_*` call, copied into Strings.
+private func tagStrings(_ tags: UnsafePointer<turnout_bytes>?, _ count: Int) -> [String] {
+    guard count > 0, let tags else { return [] }
+    return (0..<count).map { tags[$0].string }
+}
+
 /// A `cache_fetch` callback and its argument, carried to another thread.
 private struct FetchCompletion: @unchecked Sendable {
     let callback: turnout_fetch_callback?
@@ -249,11 +255,7 @@ enum HostCallbacks {
             },
             cache_set: { ctx, key, value, ttl, tags, tagCount in
                 guard let context = HostContext.from(ctx) else { return 0 }
-                var tagList: [String] = []
-                if tagCount > 0, let tags {
-                    tagList.reserveCapacity(tagCount)
-                    for index in 0..<tagCount { tagList.append(tags[index].string) }
-                }
+                let tagList = tagStrings(tags, tagCount)
                 let stored = context.services.cacheSet(key.string, value: value.array, ttlSeconds: Int(ttl), tags: tagList)
                 return stored ? 1 : 0
             },
@@ -314,11 +316,7 @@ enum HostCallbacks {
             },
             cache_fill_commit: { ctx, ticket, value, ttl, tags, tagCount in
                 guard let context = HostContext.from(ctx) else { return 0 }
-                var tagList: [String] = []
-                if tagCount > 0, let tags {
-                    tagList.reserveCapacity(tagCount)
-                    for index in 0..<tagCount { tagList.append(tags[index].string) }
-                }
+                let tagList = tagStrings(tags, tagCount)
                 return context.services.cacheFillCommit(ticket, value: value.array, ttlSeconds: Int(ttl), tags: tagList) ? 1 : 0
             },
             cache_fill_cancel: { ctx, ticket in
@@ -326,10 +324,7 @@ enum HostCallbacks {
             },
             cache_fill_check: { ctx, ticket, tags, tagCount in
                 guard let context = HostContext.from(ctx) else { return 0 }
-                var tagList: [String] = []
-                if tagCount > 0, let tags {
-                    for index in 0..<tagCount { tagList.append(tags[index].string) }
-                }
+                let tagList = tagStrings(tags, tagCount)
                 return context.services.cacheFillCheck(ticket, tags: tagList) ? 1 : 0
             }
         )

@@ -110,17 +110,9 @@ public final class PluginHost: @unchecked Sendable {
         guard isOpen, let cacheSet = table.cache_set else { return false }
         let ttl = UInt32(clamping: ttl)
         let ctx = table.host_ctx
-        // Tags as one packed header list (names only), then as turnout_bytes.
-        let packedTags = PluginHeaders(tags.map { ($0, "") })
-        return withPacked(key, "", packedTags) { cKey, _, cTags, tagCount in
-            withUnsafeTemporaryAllocation(of: turnout_bytes.self, capacity: max(tagCount, 1)) { tagViews in
-                for i in 0..<tagCount {
-                    tagViews.initializeElement(at: i, to: cTags.map { $0[i].name } ?? turnout_bytes(ptr: nil, len: 0))
-                }
-                return value.withUnsafeBufferPointer { v in
-                    cacheSet(ctx, cKey, turnout_bytes(ptr: v.baseAddress, len: v.count), ttl,
-                             tagCount > 0 ? UnsafePointer(tagViews.baseAddress) : nil, tagCount) == 1
-                }
+        return withCTags(key, tags) { cKey, cTags, tagCount in
+            value.withUnsafeBufferPointer { v in
+                cacheSet(ctx, cKey, turnout_bytes(ptr: v.baseAddress, len: v.count), ttl, cTags, tagCount) == 1
             }
         }
     }
@@ -195,14 +187,8 @@ public final class PluginHost: @unchecked Sendable {
         public func isCurrent(tags: [String] = []) -> Bool {
             guard ticket != 0, host.isOpen, let check = host.table.cache_fill_check else { return false }
             let ctx = host.table.host_ctx
-            let packedTags = PluginHeaders(tags.map { ($0, "") })
-            return withPacked("", "", packedTags) { _, _, cTags, tagCount in
-                withUnsafeTemporaryAllocation(of: turnout_bytes.self, capacity: max(tagCount, 1)) { tagViews in
-                    for i in 0..<tagCount {
-                        tagViews.initializeElement(at: i, to: cTags.map { $0[i].name } ?? turnout_bytes(ptr: nil, len: 0))
-                    }
-                    return check(ctx, ticket, tagCount > 0 ? UnsafePointer(tagViews.baseAddress) : nil, tagCount) == 1
-                }
+            return withCTags("", tags) { _, cTags, tagCount in
+                check(ctx, ticket, cTags, tagCount) == 1
             }
         }
 
@@ -225,16 +211,9 @@ public final class PluginHost: @unchecked Sendable {
         guard isOpen, let commit = table.cache_fill_commit else { return false }
         let ttl = UInt32(clamping: ttl)
         let ctx = table.host_ctx
-        let packedTags = PluginHeaders(tags.map { ($0, "") })
-        return withPacked("", "", packedTags) { _, _, cTags, tagCount in
-            withUnsafeTemporaryAllocation(of: turnout_bytes.self, capacity: max(tagCount, 1)) { tagViews in
-                for i in 0..<tagCount {
-                    tagViews.initializeElement(at: i, to: cTags.map { $0[i].name } ?? turnout_bytes(ptr: nil, len: 0))
-                }
-                return value.withUnsafeBufferPointer { v in
-                    commit(ctx, ticket, turnout_bytes(ptr: v.baseAddress, len: v.count), ttl,
-                           tagCount > 0 ? UnsafePointer(tagViews.baseAddress) : nil, tagCount) == 1
-                }
+        return withCTags("", tags) { _, cTags, tagCount in
+            value.withUnsafeBufferPointer { v in
+                commit(ctx, ticket, turnout_bytes(ptr: v.baseAddress, len: v.count), ttl, cTags, tagCount) == 1
             }
         }
     }
@@ -286,6 +265,20 @@ public final class PluginHost: @unchecked Sendable {
     public func count(_ name: String, by delta: Int = 1) {
         guard isOpen, let f = table.count else { return }
         withBytes(name) { f(table.host_ctx, $0, Int64(delta)) }
+    }
+}
+
+/// `key` and `tags` as C views for the duration of `body`: one packed
+/// buffer for the bytes, one temporary array of `turnout_bytes` for the tags.
+private func withCTags<R>(_ key: String, _ tags: [String],
+                          _ body: (turnout_bytes, UnsafePointer<turnout_bytes>?, Int) -> R) -> R {
+    withPacked(key, "", PluginHeaders(tags.map { ($0, "") })) { cKey, _, cTags, tagCount in
+        withUnsafeTemporaryAllocation(of: turnout_bytes.self, capacity: max(tagCount, 1)) { tagViews in
+            for i in 0..<tagCount {
+                tagViews.initializeElement(at: i, to: cTags.map { $0[i].name } ?? turnout_bytes(ptr: nil, len: 0))
+            }
+            return body(cKey, tagCount > 0 ? UnsafePointer(tagViews.baseAddress) : nil, tagCount)
+        }
     }
 }
 

@@ -96,7 +96,7 @@ extension Runtime {
             m.count("turnout_queue_retries_total", queue.retries)
             m.count("turnout_queue_dead_letters_total", queue.deadLetters)
         }
-        let phase = self.rollout.status(windowSeconds: 60).migration.phase
+        let phase = self.rollout.phase
         for candidate in Phase.allCases {
             m.gauge("turnout_migration_phase", candidate == phase ? 1 : 0, [("phase", candidate.rawValue)])
         }

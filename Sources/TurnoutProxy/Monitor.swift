@@ -20,13 +20,13 @@ final class Monitor: Sendable {
     private let logger: Logger
     let startedAt = Date().timeIntervalSince1970
 
-    init(config: TurnoutConfigMonitoring, logger: Logger) {
+    init(intervalMs: Int, thresholds: AlertThresholds, logger: Logger) {
         self.logger = logger
         self.state = NIOLockedValueBox(State(
-            ring: HistoryRing(intervalMs: Double(config.intervalMs)),
-            alerts: AlertEngine(thresholds: config.thresholds),
+            ring: HistoryRing(intervalMs: Double(intervalMs)),
+            alerts: AlertEngine(thresholds: thresholds),
             health: nil,
-            intervalMs: config.intervalMs
+            intervalMs: intervalMs
         ))
     }
 
@@ -102,12 +102,6 @@ final class Monitor: Sendable {
                                 alerts: s.alerts.active, topClients: topClients, thresholds: s.alerts.thresholds, health: s.health)
         }
     }
-}
-
-/// `[monitoring]` as the monitor needs it.
-struct TurnoutConfigMonitoring {
-    var intervalMs: Int
-    var thresholds: AlertThresholds
 }
 
 extension Runtime {

@@ -181,6 +181,8 @@ public final class RolloutController: Sendable {
     }
 
     public var isStopped: Bool { self.state.withLockedValue { $0.stopped } }
+    /// The migration phase, without computing the window's statistics.
+    public var phase: Phase { self.state.withLockedValue { $0.machine.phase } }
 
     // MARK: legacy health
 

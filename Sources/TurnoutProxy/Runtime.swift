@@ -114,8 +114,7 @@ public final class Runtime: Sendable {
             cache.setTier(redis.tier)
         }
         redis?.start()
-        self.monitor = Monitor(config: TurnoutConfigMonitoring(
-            intervalMs: config.monitoring.metricsIntervalMs, thresholds: Self.thresholds(config)), logger: logger)
+        self.monitor = Monitor(intervalMs: config.monitoring.metricsIntervalMs, thresholds: Self.thresholds(config), logger: logger)
         let coordinator = try Coordinator(config: config, redis: redis, group: group, logger: logger)
         self.coordinator = coordinator
         let push = config.push.enabled ? PushService(config: config, redis: redis, logger: logger) : nil
